@@ -1,0 +1,39 @@
+"""Pick the compiled core or its pure-Python twin (``TRIO_PEEPER_FASTCORE``).
+
+``auto`` (default) uses the compiled modules when all of them import and the
+twins otherwise; ``cython`` requires the compiled modules; ``python`` uses the
+twins. It is all or nothing: compiled and twin classes are never mixed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+_WANT = os.environ.get("TRIO_PEEPER_FASTCORE", "auto")
+if _WANT not in ("auto", "cython", "python"):
+    msg = f"TRIO_PEEPER_FASTCORE must be 'auto', 'cython' or 'python', got {_WANT!r}"
+    raise ImportError(msg)
+
+IMPLEMENTATION: Literal["cython", "python"]
+
+if _WANT == "python":
+    from ._ring_py import Ring as Ring
+    from ._wheel_py import TimerWheel as TimerWheel
+
+    IMPLEMENTATION = "python"
+else:
+    try:
+        from ._ring import Ring as Ring
+        from ._wheel import TimerWheel as TimerWheel
+    except ImportError:
+        if _WANT == "cython":
+            raise
+        from ._ring_py import Ring as Ring
+        from ._wheel_py import TimerWheel as TimerWheel
+
+        IMPLEMENTATION = "python"
+    else:
+        IMPLEMENTATION = "cython"
+
+__all__ = ["IMPLEMENTATION", "Ring", "TimerWheel"]

@@ -1,0 +1,48 @@
+"""Restart intensity: pure, sync, the clock passed in (OTP's ``MaxR`` in ``MaxT``)."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from ._util import final
+
+
+def check_intensity(max_restarts: object, max_seconds: object) -> None:
+    """Validate supervisor flags where they enter."""
+    if type(max_restarts) is not int or max_restarts < 0:
+        msg = f"max_restarts must be an int >= 0, got {max_restarts!r}"
+        raise ValueError(msg)
+    if (
+        not isinstance(max_seconds, (int, float))
+        or isinstance(max_seconds, bool)
+        or not 0 < max_seconds <= math.inf
+    ):
+        msg = f"max_seconds must be a number > 0, got {max_seconds!r}"
+        raise ValueError(msg)
+
+
+@final
+class Intensity:
+    """Counts restarts in a sliding window; `add` says when there were too many.
+
+    As in OTP, a restart at time ``now`` is allowed while at most
+    ``max_restarts`` restarts (this one included) happened in the last
+    ``max_seconds`` (``now - t < max_seconds``).
+    """
+
+    __slots__ = ("_times", "max_restarts", "max_seconds")
+
+    def __init__(self, max_restarts: int, max_seconds: float) -> None:
+        check_intensity(max_restarts, max_seconds)
+        self.max_restarts = max_restarts
+        self.max_seconds = float(max_seconds)
+        self._times: deque[float] = deque()
+
+    def add(self, now: float) -> bool:
+        """Record a restart at *now*; True when that exceeds the intensity."""
+        times = self._times
+        times.append(now)
+        while times and now - times[0] >= self.max_seconds:
+            times.popleft()
+        return len(times) > self.max_restarts

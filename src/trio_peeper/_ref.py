@@ -1,0 +1,850 @@
+"""ServerRef: the only handle user code holds, and the incarnation loop behind it.
+
+A `ServerRef` is stable for the life of a server, across all its restarts. It
+owns the server's `Keeper` (mailbox + committed state). Each *incarnation* is a
+run of `ServerRef._serve` in a Trio task: it reads messages from the keeper's
+mailbox and commits states to it. When an incarnation dies, everything it
+raised is caught here and turned into an exit reason for its controller (a
+supervisor) or, for a standalone server, into a restart in the same task.
+
+Hot path (enqueue -> dequeue -> dispatch -> handler -> commit -> reply):
+- a call parks the caller once (`wait_task_rescheduled`) and is woken once
+  (`reschedule`); its deadline is an entry in the run's timer wheel;
+- ``*_nowait`` enqueues with no schedule point; the loop parks only on an
+  empty mailbox and takes a full checkpoint every ``_BUDGET`` messages;
+- mailbox items are ``(tag, payload)`` tuples; a call's payload is the
+  `_Call` that is also the opaque ``caller`` handed to ``handle_call``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+from outcome import Error, Value
+from trio.lowlevel import (
+    Abort,
+    checkpoint,
+    current_task,
+    reschedule,
+    wait_task_rescheduled,
+)
+
+from ._errors import (
+    CallingSelf,
+    CallTimeout,
+    InvalidReturn,
+    NoProc,
+    RestartIntensityExceeded,
+    ServerExited,
+    StartError,
+)
+from ._intensity import Intensity
+from ._keeper import Keeper
+from ._messages import (
+    IGNORE,
+    KILLED,
+    NO_REPLY,
+    TIMEOUT,
+    Down,
+    Init,
+    NoReply,
+    Reply,
+    Statistics,
+    Stop,
+    is_normal,
+)
+from ._runtime import current_runtime
+from ._util import final
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable
+
+    from ._genserver import GenServer
+    from ._messages import _Opts
+    from ._runtime import Runtime, Timers
+
+# mailbox tags
+_CALL: Final = 0
+_CAST: Final = 1
+_INFO: Final = 2
+_STOP: Final = 3
+
+# status
+STARTING: Final = "starting"
+RUNNING: Final = "running"
+RESTARTING: Final = "restarting"
+STOPPED: Final = "stopped"
+
+_BUDGET: Final = 64  # messages handled between full checkpoints
+_NO_LIMIT: Final = 1 << 62
+
+_current_server: ContextVar[ServerRef | None] = ContextVar("trio_peeper.current_server", default=None)
+
+_CALL_RESULTS: Final = "tp.Reply, tp.NoReply or tp.Stop"
+_OTHER_RESULTS: Final = "tp.NoReply or tp.Stop"
+
+
+@final
+class _Call:
+    """One pending call; also the opaque, hashable ``caller`` given to ``handle_call``."""
+
+    __slots__ = ("ref", "request", "task", "timeout", "timer")
+
+    def __init__(self, ref: ServerRef, request: object, task: trio.lowlevel.Task) -> None:
+        self.ref = ref
+        self.request = request
+        self.task: trio.lowlevel.Task | None = task  # None once answered, timed out or abandoned
+        self.timer = 0
+        self.timeout = math.inf
+
+    def _fire(self) -> None:  # the call's deadline passed
+        task = self.task
+        if task is not None:
+            self.task = None
+            reschedule(task, Error(CallTimeout(self.ref, self.timeout)))
+
+    def _abort(self, raise_cancel: object) -> Abort:  # the caller was cancelled
+        self.task = None
+        if self.timer:
+            self.ref._timers.cancel(self.timer)
+        return Abort.SUCCEEDED
+
+    def _answer(self, value: object) -> None:
+        task = self.task
+        if task is not None:
+            self.task = None
+            if self.timer:
+                self.ref._timers.cancel(self.timer)
+            reschedule(task, Value(value))
+
+    def _fail(self, reason: object) -> None:
+        task = self.task
+        if task is not None:
+            self.task = None
+            if self.timer:
+                self.ref._timers.cancel(self.timer)
+            err = ServerExited(self.ref, reason)
+            if isinstance(reason, BaseException):
+                err.__cause__ = reason
+            reschedule(task, Error(err))
+
+    def __repr__(self) -> str:
+        return f"<caller of {self.ref!r}>"
+
+
+def reply(caller: object, value: object) -> None:
+    """Answer a call that ``handle_call`` deferred with ``tp.NoReply``.
+
+    Plain function; callable from any task of the run. A reply to a call that
+    already timed out, was abandoned or answered is dropped.
+
+    Raises:
+      TypeError: *caller* is not the ``caller`` argument of a ``handle_call``.
+    """
+    if type(caller) is not _Call:
+        msg = f"reply() needs the caller argument of handle_call, got {caller!r}"
+        raise TypeError(msg)
+    caller._answer(value)
+
+
+@final
+class _IdleTimeout:
+    """The wheel entry of a server's idle ``timeout=`` (one per ref, reused)."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref: ServerRef) -> None:
+        self.ref = ref
+
+    def _fire(self) -> None:
+        ref = self.ref
+        ref._idle_handle = 0
+        # only if no message arrived first: the server is still parked on an empty mailbox
+        if ref._waiter is not None and not ref._mailbox:
+            ref._mailbox.push((_INFO, TIMEOUT))
+            ref._wake()
+
+
+@final
+class Monitor:
+    """Watches one server until it stops for good (``ref.monitor()``, ``self.monitor(ref)``)."""
+
+    __slots__ = ("_done", "_event", "_reason", "_target", "_watcher")
+
+    def __init__(self, target: Any, watcher: ServerRef | None) -> None:
+        self._target = target
+        self._watcher = watcher
+        self._done = False
+        self._reason: object = None
+        self._event: trio.Event | None = None
+
+    @property
+    def target(self) -> Any:
+        """The monitored server (or task, or supervisor)."""
+        return self._target
+
+    async def wait(self) -> object:
+        """Wait until the target stops for good and return its exit reason; a checkpoint."""
+        if self._done:
+            await checkpoint()
+        else:
+            if self._event is None:
+                self._event = trio.Event()
+            await self._event.wait()
+        return self._reason
+
+    def cancel(self) -> None:
+        """Stop watching; no ``Down`` and no wake-up will come from this monitor."""
+        self._target._unmonitor(self)
+        self._done = True
+
+    def _notify(self, reason: object) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._reason = reason
+        watcher = self._watcher
+        if watcher is not None:
+            watcher._post(_INFO, Down(self._target, reason))
+        if self._event is not None:
+            self._event.set()
+
+
+class Stoppable:
+    """What supervisors need of a child handle: exits, stop requests, kill, monitors."""
+
+    __slots__ = ("_exit_reason", "_monitors", "_stopped")
+
+    def _init_stoppable(self) -> None:
+        self._exit_reason: object = None
+        self._monitors: list[Monitor] | None = None
+        self._stopped: trio.Event | None = None
+
+    def monitor(self) -> Monitor:
+        """A `Monitor` whose ``wait()`` returns the exit reason when this stops for good."""
+        return self._monitor_for(None)
+
+    def _monitor_for(self, watcher: ServerRef | None) -> Monitor:
+        m = Monitor(self, watcher)
+        if self._is_stopped():
+            m._notify(self._exit_reason)
+        else:
+            if self._monitors is None:
+                self._monitors = []
+            self._monitors.append(m)
+        return m
+
+    def _unmonitor(self, m: Monitor) -> None:
+        if self._monitors is not None and m in self._monitors:
+            self._monitors.remove(m)
+
+    def _is_stopped(self) -> bool:
+        raise NotImplementedError
+
+    async def wait_stopped(self) -> object:
+        """Wait until this stops for good; returns the exit reason. A checkpoint."""
+        if self._is_stopped():
+            await checkpoint()
+        else:
+            if self._stopped is None:
+                self._stopped = trio.Event()
+            await self._stopped.wait()
+        return self._exit_reason
+
+    def _announce_exit(self, reason: object) -> None:
+        self._exit_reason = reason
+        monitors, self._monitors = self._monitors, None
+        if monitors:
+            for m in monitors:
+                m._notify(reason)
+        if self._stopped is not None:
+            self._stopped.set()
+
+
+class ServerRef(Stoppable):
+    """A handle to a server, stable across all its restarts; compares by identity.
+
+    Returned by `start_server`, a supervisor's ``start_child`` and
+    `current_server`. Not constructed by users.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_args",
+        "_cls",
+        "_controller",
+        "_current",
+        "_ended",
+        "_for_good",
+        "_handled",
+        "_idle",
+        "_idle_handle",
+        "_keeper",
+        "_killed",
+        "_limit",
+        "_mailbox",
+        "_name",
+        "_on_final",
+        "_options",
+        "_preserve",
+        "_restarts",
+        "_room",
+        "_rt",
+        "_scope",
+        "_status",
+        "_task",
+        "_timers",
+        "_waiter",
+    )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        msg = "ServerRef is not constructed directly; use tp.start_server or a supervisor"
+        raise TypeError(msg)
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        msg = "ServerRef is final and cannot be subclassed"
+        raise TypeError(msg)
+
+    @classmethod
+    def _create(
+        cls,
+        server_class: type[GenServer],
+        args: tuple[object, ...],
+        options: dict[str, object],
+        name: Hashable | None,
+    ) -> ServerRef:
+        self = object.__new__(cls)
+        self._init_stoppable()
+        rt = current_runtime()
+        self._rt: Runtime = rt
+        self._timers: Timers = rt.timers
+        self._cls = server_class
+        self._args = args
+        self._options = options
+        self._preserve = bool(options["preserve"])
+        size = options["mailbox_size"]
+        self._limit = _NO_LIMIT if size is None else size
+        self._keeper = Keeper()
+        self._mailbox = self._keeper.mailbox
+        self._status = STARTING
+        self._task: trio.lowlevel.Task | None = None
+        self._scope: trio.CancelScope | None = None
+        self._waiter: trio.lowlevel.Task | None = None
+        self._ended: trio.Event | None = None
+        self._current: _Call | None = None
+        self._handled = 0
+        self._restarts = 0
+        self._controller: Any = None
+        self._for_good = False
+        self._killed = False
+        self._idle = _IdleTimeout(self)
+        self._idle_handle = 0
+        self._room: deque[trio.lowlevel.Task] | None = None
+        self._on_final: list[Callable[[ServerRef], None]] | None = None
+        self._name = None
+        if name is not None:
+            from ._registry import claim_name  # noqa: PLC0415 - registry imports this module
+
+            claim_name(rt, name, self)
+            self._name = name
+        return self
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def alive(self) -> bool:
+        """True while an incarnation is running (a hibernating server is alive)."""
+        return self._status is RUNNING
+
+    @property
+    def name(self) -> Hashable | None:
+        """The registered name, or None."""
+        return self._name
+
+    @property
+    def restarts(self) -> int:
+        """How many times this server was restarted so far."""
+        return self._restarts
+
+    @property
+    def server_class(self) -> type[GenServer]:
+        """The `GenServer` subclass this ref runs."""
+        return self._cls
+
+    def statistics(self) -> Statistics:
+        """A frozen snapshot: ``mailbox_len``, ``handled``, ``restarts``, ``state_commits``."""
+        return Statistics(len(self._mailbox), self._handled, self._restarts, self._keeper.commits)
+
+    def __repr__(self) -> str:
+        label = self._cls.__qualname__ if self._name is None else repr(self._name)
+        return f"<ServerRef {label} {self._status}>"
+
+    def _is_stopped(self) -> bool:
+        return self._status is STOPPED
+
+    # ------------------------------------------------------------- messaging
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            reschedule(w)
+
+    def _post(self, tag: int, payload: object) -> None:
+        """Enqueue ignoring the bound (internal messages: Down, timers, stop)."""
+        if self._status is not STOPPED:
+            self._mailbox.push((tag, payload))
+            w = self._waiter
+            if w is not None:
+                self._waiter = None
+                reschedule(w)
+
+    async def call(self, request: object, *, timeout: float | None = 5.0) -> Any:
+        """Send *request* to ``handle_call`` and wait for the reply.
+
+        This is a checkpoint. If the caller is cancelled after the request was
+        queued, the server still handles it and the late reply is dropped.
+
+        Args:
+          request: Passed unchanged to the server's ``handle_call``.
+          timeout: Seconds to wait (virtual under `trio.testing.MockClock`);
+            ``math.inf`` or None waits forever.
+
+        Returns:
+          The value ``handle_call`` replied with.
+
+        Raises:
+          CallTimeout: no reply within *timeout*; the server keeps running and
+            a late reply never answers a later call.
+          NoProc: the server is not running and not restarting.
+          ServerExited: it stopped or crashed while handling this call.
+          CallingSelf: called from inside the server itself.
+        """
+        if self._status is STOPPED:
+            await checkpoint()
+            raise NoProc(self)
+        task = current_task()
+        if task is self._task:
+            await checkpoint()
+            raise CallingSelf(self)
+        ring = self._mailbox
+        if len(ring) >= self._limit:
+            await self._wait_room(task)
+        c = _Call(self, request, task)
+        ring.push((_CALL, c))
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            reschedule(w)
+        if timeout is not None and timeout != math.inf:
+            if type(timeout) is not float and type(timeout) is not int:
+                _check_timeout(timeout)
+            c.timeout = timeout
+            c.timer = self._timers.add(trio.current_time() + timeout, c)
+        return await wait_task_rescheduled(c._abort)
+
+    def cast_nowait(self, message: object) -> None:
+        """Send *message* to ``handle_cast`` without blocking (no schedule point).
+
+        Raises:
+          trio.WouldBlock: a bounded mailbox is full; nothing was queued.
+        """
+        if self._status is STOPPED:
+            return
+        ring = self._mailbox
+        if len(ring) >= self._limit:
+            raise trio.WouldBlock
+        ring.push((_CAST, message))
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            reschedule(w)
+
+    def send_nowait(self, message: object) -> None:
+        """Send *message* to ``handle_info`` without blocking (no schedule point).
+
+        Raises:
+          trio.WouldBlock: a bounded mailbox is full; nothing was queued.
+        """
+        if self._status is STOPPED:
+            return
+        ring = self._mailbox
+        if len(ring) >= self._limit:
+            raise trio.WouldBlock
+        ring.push((_INFO, message))
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            reschedule(w)
+
+    async def cast(self, message: object) -> None:
+        """Send *message* to ``handle_cast``; a checkpoint that waits for room in a bounded mailbox."""
+        await self._send(_CAST, message)
+
+    async def send(self, message: object) -> None:
+        """Send *message* to ``handle_info``; a checkpoint that waits for room in a bounded mailbox."""
+        await self._send(_INFO, message)
+
+    async def _send(self, tag: int, message: object) -> None:
+        await checkpoint()
+        if self._status is STOPPED:
+            return
+        if len(self._mailbox) >= self._limit:
+            await self._wait_room(current_task())
+            if self._status is STOPPED:
+                return
+        self._mailbox.push((tag, message))
+        self._wake()
+
+    async def _wait_room(self, task: trio.lowlevel.Task) -> None:
+        room = self._room
+        if room is None:
+            room = self._room = deque()
+        while len(self._mailbox) >= self._limit and self._status is not STOPPED:
+            room.append(task)
+
+            def abort(_: object, task: trio.lowlevel.Task = task) -> Abort:
+                if task in room:
+                    room.remove(task)
+                return Abort.SUCCEEDED
+
+            await wait_task_rescheduled(abort)
+
+    def _release_room(self) -> None:
+        room = self._room
+        while room and len(self._mailbox) < self._limit:
+            reschedule(room.popleft())
+
+    # ------------------------------------------------------------- stopping
+
+    async def stop(self, reason: object = "normal", *, timeout: float = math.inf) -> None:
+        """Stop the server gracefully and for good: ``terminate`` runs, then it exits.
+
+        The stop request is a message: it is handled after the messages already
+        queued and never interrupts a running callback. This is a checkpoint.
+        When *timeout* runs out, the server is killed (no ``terminate``).
+
+        Raises:
+          NoProc: the server already stopped for good.
+          CallingSelf: called from inside the server itself.
+        """
+        if self._status is STOPPED:
+            await checkpoint()
+            raise NoProc(self)
+        if current_task() is self._task:
+            await checkpoint()
+            raise CallingSelf(self, "stop")
+        await self._halt(reason, timeout, True)
+        await self.wait_stopped()
+
+    async def _halt(self, reason: object, timeout: float | str, for_good: bool) -> None:
+        """Stop the running incarnation: a stop message, then a kill after *timeout*.
+
+        Returns when the incarnation has ended (not when a supervisor has
+        finalized the server: use `wait_stopped` for that).
+        """
+        if for_good:
+            self._for_good = True
+        if self._task is None:
+            return
+        if timeout == "brutal_kill":
+            self.kill()
+        else:
+            self._post(_STOP, reason)
+            with trio.move_on_after(timeout):  # type: ignore[arg-type]
+                await self._wait_ended()
+                return
+            self.kill()
+        await self._wait_ended()
+
+    async def _wait_ended(self) -> None:
+        if self._task is None:
+            return
+        ended = self._ended
+        if ended is None:
+            ended = self._ended = trio.Event()
+        await ended.wait()
+
+    def kill(self) -> None:
+        """Exit at once (cancellation); ``terminate`` does not run; the reason is ``tp.KILLED``.
+
+        Plain function. Its supervisor restarts it as for any crash. Killing a
+        server that is not running does nothing.
+        """
+        scope = self._scope
+        if scope is not None:
+            self._killed = True
+            scope.cancel()
+
+    # ---------------------------------------------------------- incarnations
+
+    async def _run_standalone(
+        self, task_status: trio.TaskStatus[ServerRef | None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Standalone server: restart in this task like a transient child."""
+        try:
+            await self._standalone_loop(task_status)
+        except BaseException:
+            self._finalize(KILLED)
+            raise
+
+    async def _standalone_loop(self, task_status: trio.TaskStatus[ServerRef | None]) -> None:
+        intensity = Intensity(3, 5.0)
+        restore = False
+        while True:
+            started, reason, exc = await self._incarnation(restore, task_status)
+            if not started:
+                self._finalize(reason)
+                if reason is IGNORE:
+                    task_status.started(None)
+                    return
+                raise StartError(self._cls.__qualname__, reason) from exc
+            task_status = trio.TASK_STATUS_IGNORED
+            if self._for_good or is_normal(reason):
+                self._finalize(reason)
+                return
+            if intensity.add(trio.current_time()):
+                self._finalize(reason)
+                if exc is not None:
+                    raise exc
+                raise RestartIntensityExceeded(repr(self), 3, 5.0)
+            self._restarts += 1
+            restore = self._preserve and self._keeper.has_state
+
+    async def _run_supervised(
+        self, restore: bool, task_status: trio.TaskStatus[ServerRef | None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """One incarnation under a supervisor, which is told how it ended."""
+        started, reason, exc = await self._incarnation(restore, task_status)
+        if not started:
+            if reason is IGNORE:
+                self._finalize("normal")
+                task_status.started(None)
+                return
+            raise StartError(self._cls.__qualname__, reason) from exc
+        self._status = RESTARTING
+        self._controller._child_exited(self, self._restarts, reason)
+
+    async def _incarnation(
+        self, restore: bool, task_status: trio.TaskStatus[ServerRef | None]
+    ) -> tuple[bool, object, BaseException | None]:
+        """Boot and serve once; returns (started, exit reason, exception or None)."""
+        self._task = current_task()
+        self._killed = False
+        scope = self._scope = trio.CancelScope()
+        token = _current_server.set(self)
+        started = False
+        reason: object = None
+        exc: BaseException | None = None
+        try:
+            with scope:
+                server = self._cls()
+                if restore:
+                    result = await server.restore(self._keeper.state)
+                    where = "restore"
+                else:
+                    result = await server.init(*self._args)
+                    where = "init"
+                if result is IGNORE:
+                    return False, IGNORE, None
+                if type(result) is Init:
+                    state, opts = result.state, result._opts
+                elif type(result) in (Reply, NoReply, Stop):
+                    raise InvalidReturn(where, result, "a state, tp.Init or tp.IGNORE")
+                else:
+                    state, opts = result, None
+                keeper = self._keeper
+                keeper.state = state
+                self._status = RUNNING
+                started = True
+                task_status.started(self)
+                reason = await self._serve(server, state, opts)
+        except Exception as e:  # a crash: everything a callback raises
+            reason = exc = e
+        finally:
+            _current_server.reset(token)
+            self._task = None
+            self._scope = None
+            self._waiter = None
+            ended, self._ended = self._ended, None
+            if ended is not None:
+                ended.set()
+            if self._idle_handle:
+                self._timers.cancel(self._idle_handle)
+                self._idle_handle = 0
+        if scope.cancelled_caught:
+            reason, exc = KILLED, None
+        current = self._current
+        if current is not None:
+            self._current = None
+            current._fail(reason)
+        return started, reason, exc
+
+    async def _serve(self, server: GenServer, state: object, opts: _Opts | None) -> object:
+        """The receive/dispatch loop; returns the exit reason of a graceful exit."""
+        keeper = self._keeper
+        ring = self._mailbox
+        task = self._task
+        handle_call = server.handle_call
+        handle_cast = server.handle_cast
+        handle_info = server.handle_info
+        park = self._park_abort
+        timers = self._timers
+        budget = _BUDGET
+        while True:
+            idle = None
+            while opts is not None:
+                idle = opts.timeout
+                arg = opts.continue_
+                if arg is None:
+                    break
+                result = await server.handle_continue(arg, state)
+                rt = type(result)
+                if rt is NoReply:
+                    state = keeper.state = result.state
+                    keeper.commits += 1
+                    opts = result._opts
+                elif rt is Stop:
+                    return await self._stop_with(server, result, None)
+                else:
+                    raise InvalidReturn("handle_continue", result, _OTHER_RESULTS)
+            else:
+                opts = None
+            opts = None
+            if not ring:
+                if idle is not None:
+                    if idle <= 0:
+                        ring.push((_INFO, TIMEOUT))
+                    else:
+                        self._idle_handle = timers.add(trio.current_time() + idle, self._idle)
+                if not ring:
+                    self._waiter = task
+                    await wait_task_rescheduled(park)
+                    if self._idle_handle:
+                        timers.cancel(self._idle_handle)
+                        self._idle_handle = 0
+                budget = _BUDGET
+            elif budget:
+                budget -= 1
+            else:
+                budget = _BUDGET
+                await checkpoint()
+            if self._killed:
+                await checkpoint()  # raises Cancelled: the kill wins over queued messages
+            tag, payload = ring.pop()
+            self._handled += 1
+            if self._room:
+                self._release_room()
+            if tag is _CALL:
+                self._current = payload
+                result = await handle_call(payload.request, payload, state)
+                rt = type(result)
+                if rt is Reply:
+                    state = keeper.state = result.state
+                    keeper.commits += 1
+                    self._current = None
+                    payload._answer(result.value)
+                    opts = result._opts
+                elif rt is NoReply:
+                    state = keeper.state = result.state
+                    keeper.commits += 1
+                    self._current = None
+                    opts = result._opts
+                elif rt is Stop:
+                    return await self._stop_with(server, result, payload)
+                else:
+                    raise InvalidReturn("handle_call", result, _CALL_RESULTS)
+            elif tag is _CAST or tag is _INFO:
+                if tag is _CAST:
+                    result = await handle_cast(payload, state)
+                else:
+                    result = await handle_info(payload, state)
+                rt = type(result)
+                if rt is NoReply:
+                    state = keeper.state = result.state
+                    keeper.commits += 1
+                    opts = result._opts
+                elif rt is Stop:
+                    return await self._stop_with(server, result, None)
+                else:
+                    where = "handle_cast" if tag is _CAST else "handle_info"
+                    raise InvalidReturn(where, result, _OTHER_RESULTS)
+            else:  # _STOP: a graceful stop request, for good
+                await server.terminate(payload, state)
+                return payload
+
+    async def _stop_with(self, server: GenServer, stop: Stop, caller: _Call | None) -> object:
+        state = self._keeper.state = stop.state
+        self._keeper.commits += 1
+        await server.terminate(stop.reason, state)
+        if caller is not None and stop.reply is not NO_REPLY:
+            self._current = None
+            caller._answer(stop.reply)
+        return stop.reason
+
+    def _park_abort(self, raise_cancel: object) -> Abort:
+        self._waiter = None
+        return Abort.SUCCEEDED
+
+    def _finalize(self, reason: object) -> None:
+        """The server stopped for good: fail queued calls, free the name, tell monitors."""
+        if self._status is STOPPED:
+            return
+        self._status = STOPPED
+        self._for_good = True
+        for tag, payload in self._mailbox.drain():
+            if tag is _CALL:
+                payload._fail(reason)
+        if self._room:
+            self._release_room_all()
+        name = self._name
+        if name is not None:
+            from ._registry import release_name  # noqa: PLC0415
+
+            release_name(self._rt, name, self)
+        hooks, self._on_final = self._on_final, None
+        if hooks:
+            for hook in hooks:
+                hook(self)
+        self._keeper.forget()
+        self._announce_exit(reason)
+
+    def _release_room_all(self) -> None:
+        room = self._room
+        while room:
+            reschedule(room.popleft())
+
+    def _add_final_hook(self, hook: Callable[[ServerRef], None]) -> None:
+        if self._on_final is None:
+            self._on_final = []
+        self._on_final.append(hook)
+
+
+def _check_timeout(timeout: object) -> None:
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout != timeout:
+        msg = f"timeout must be a number of seconds, math.inf or None, got {timeout!r}"
+        raise TypeError(msg)
+
+
+def current_server() -> ServerRef:
+    """The `ServerRef` of the server whose callback (or ``init``) is running.
+
+    Raises:
+      RuntimeError: not called from inside a server.
+    """
+    ref = _current_server.get()
+    if ref is None:
+        msg = "current_server() called outside a server"
+        raise RuntimeError(msg)
+    return ref
+
+
+def current_server_or_none() -> ServerRef | None:
+    """Like `current_server`, but None outside a server."""
+    return _current_server.get()

@@ -1,0 +1,105 @@
+"""The per-``trio.run`` context: names, the shared timer wheel and its task.
+
+One `Runtime` exists per run, created on first use (a `trio.lowlevel.RunVar`).
+All timed things (call deadlines, ``send_after``, idle timeouts) are entries
+in one hashed timer wheel served by one system task, never a cancel scope per
+call: most call deadlines are cancelled long before they fire.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Protocol
+
+import trio
+
+import _fastcore
+
+from ._util import final
+
+if TYPE_CHECKING:
+    from collections.abc import Hashable
+
+log = logging.getLogger("trio_peeper")
+
+
+class Fires(Protocol):
+    """A wheel entry: the timer task calls ``_fire()`` at its deadline."""
+
+    def _fire(self) -> None: ...
+
+
+@final
+class Timers:
+    """The run's timer wheel and the task that fires it."""
+
+    __slots__ = ("_scope", "_target", "wheel")
+
+    def __init__(self) -> None:
+        self.wheel = _fastcore.TimerWheel(resolution=0.01, slots=1024, now=trio.current_time())
+        self._scope: trio.CancelScope | None = None
+        self._target = math.inf  # when the timer task wakes next
+        trio.lowlevel.spawn_system_task(self._run, name="trio_peeper.timers")
+
+    def add(self, deadline: float, item: Fires) -> int:
+        """Fire *item* at *deadline*; returns a handle for `cancel`."""
+        handle: int = self.wheel.insert(deadline, item)
+        if deadline < self._target:
+            self._target = deadline
+            if self._scope is not None:
+                self._scope.deadline = deadline
+        return handle
+
+    def cancel(self, handle: int) -> bool:
+        """Forget a pending entry; False when it fired or was cancelled already."""
+        cancelled: bool = self.wheel.cancel(handle)
+        return cancelled
+
+    async def _run(self) -> None:
+        wheel = self.wheel
+        while True:
+            for item in wheel.expire(trio.current_time()):
+                try:
+                    item._fire()
+                except Exception:
+                    log.exception("timer entry %r failed", item)
+            # entries added while firing are seen here
+            self._target = target = wheel.next_deadline()
+            with trio.CancelScope(deadline=target) as scope:
+                self._scope = scope
+                await trio.sleep_forever()
+            self._scope = None
+
+
+@final
+class Runtime:
+    """Everything trio_peeper keeps per run."""
+
+    __slots__ = ("__weakref__", "_timers", "names", "tables")
+
+    def __init__(self) -> None:
+        self.names: dict[Hashable, object] = {}  # {name: ServerRef | Supervisor}
+        self.tables: dict[Hashable, object] = {}  # {table name: Table}
+        self._timers: Timers | None = None
+
+    @property
+    def timers(self) -> Timers:
+        """The run's timer service, started on first use."""
+        t = self._timers
+        if t is None:
+            t = self._timers = Timers()
+        return t
+
+
+_RUNTIME: trio.lowlevel.RunVar[Runtime] = trio.lowlevel.RunVar("trio_peeper.runtime")
+
+
+def current_runtime() -> Runtime:
+    """The `Runtime` of the current ``trio.run`` (created on first use)."""
+    try:
+        return _RUNTIME.get()
+    except LookupError:
+        rt = Runtime()
+        _RUNTIME.set(rt)
+        return rt

@@ -80,6 +80,13 @@ RESTARTING: Final = "restarting"
 STOPPED: Final = "stopped"
 
 _BUDGET: Final = 64  # messages handled between full checkpoints
+
+# how an incarnation boots
+_BOOT_INIT: Final = 0
+_BOOT_RESTORE: Final = 1
+_BOOT_RESUME: Final = 2  # after hibernation: same state, same server instance
+
+_HIBERNATE: Final = object()  # _serve's result when the server gives up its task
 _NO_LIMIT: Final = 1 << 62
 
 _current_server: ContextVar[ServerRef | None] = ContextVar("trio_peeper.current_server", default=None)
@@ -164,7 +171,7 @@ class _IdleTimeout:
         ref = self.ref
         ref._idle_handle = 0
         # only if no message arrived first: the server is still parked on an empty mailbox
-        if ref._waiter is not None and not ref._mailbox:
+        if (ref._waiter is not None or ref._hibernating) and not ref._mailbox:
             ref._mailbox.push((_INFO, TIMEOUT))
             ref._wake()
 
@@ -283,20 +290,25 @@ class ServerRef(Stoppable):
         "_ended",
         "_for_good",
         "_handled",
+        "_hibernating",
         "_idle",
         "_idle_handle",
+        "_intensity",
         "_keeper",
         "_killed",
         "_limit",
         "_mailbox",
         "_name",
+        "_nursery",
         "_on_final",
         "_options",
         "_preserve",
         "_restarts",
+        "_resuming",
         "_room",
         "_rt",
         "_scope",
+        "_server",
         "_status",
         "_task",
         "_timers",
@@ -343,6 +355,10 @@ class ServerRef(Stoppable):
         self._controller: Any = None
         self._for_good = False
         self._killed = False
+        self._hibernating = False
+        self._resuming = False
+        self._server: GenServer | None = None
+        self._nursery: trio.Nursery | None = None
         self._idle = _IdleTimeout(self)
         self._idle_handle = 0
         self._room: deque[trio.lowlevel.Task] | None = None
@@ -395,6 +411,10 @@ class ServerRef(Stoppable):
         if w is not None:
             self._waiter = None
             reschedule(w)
+        elif self._hibernating:
+            self._resume()
+        elif self._hibernating:
+            self._resume()
 
     def _post(self, tag: int, payload: object) -> None:
         """Enqueue ignoring the bound (internal messages: Down, timers, stop)."""
@@ -404,6 +424,8 @@ class ServerRef(Stoppable):
             if w is not None:
                 self._waiter = None
                 reschedule(w)
+            elif self._hibernating:
+                self._resume()
 
     async def call(self, request: object, *, timeout: float | None = 5.0) -> Any:
         """Send *request* to ``handle_call`` and wait for the reply.
@@ -433,6 +455,8 @@ class ServerRef(Stoppable):
         if task is self._task:
             await checkpoint()
             raise CallingSelf(self)
+        if timeout is not None and (type(timeout) is not float or timeout != timeout):
+            _check_timeout(timeout)  # before anything is queued
         ring = self._mailbox
         if len(ring) >= self._limit:
             await self._wait_room(task)
@@ -442,9 +466,9 @@ class ServerRef(Stoppable):
         if w is not None:
             self._waiter = None
             reschedule(w)
+        elif self._hibernating:
+            self._resume()
         if timeout is not None and timeout != math.inf:
-            if type(timeout) is not float and type(timeout) is not int:
-                _check_timeout(timeout)
             c.timeout = timeout
             c.timer = self._timers.add(trio.current_time() + timeout, c)
         return await wait_task_rescheduled(c._abort)
@@ -465,6 +489,8 @@ class ServerRef(Stoppable):
         if w is not None:
             self._waiter = None
             reschedule(w)
+        elif self._hibernating:
+            self._resume()
 
     def send_nowait(self, message: object) -> None:
         """Send *message* to ``handle_info`` without blocking (no schedule point).
@@ -482,6 +508,8 @@ class ServerRef(Stoppable):
         if w is not None:
             self._waiter = None
             reschedule(w)
+        elif self._hibernating:
+            self._resume()
 
     async def cast(self, message: object) -> None:
         """Send *message* to ``handle_cast``; a checkpoint that waits for room in a bounded mailbox."""
@@ -551,7 +579,7 @@ class ServerRef(Stoppable):
         """
         if for_good:
             self._for_good = True
-        if self._task is None:
+        if not self._incarnated():
             return
         if timeout == "brutal_kill":
             self.kill()
@@ -563,8 +591,12 @@ class ServerRef(Stoppable):
             self.kill()
         await self._wait_ended()
 
+    def _incarnated(self) -> bool:
+        """An incarnation exists: running, resuming or hibernating."""
+        return self._task is not None or self._resuming or self._hibernating
+
     async def _wait_ended(self) -> None:
-        if self._task is None:
+        if not self._incarnated():
             return
         ended = self._ended
         if ended is None:
@@ -581,6 +613,9 @@ class ServerRef(Stoppable):
         if scope is not None:
             self._killed = True
             scope.cancel()
+        elif self._hibernating:
+            self._killed = True
+            self._resume()
 
     # ---------------------------------------------------------- incarnations
 
@@ -588,17 +623,22 @@ class ServerRef(Stoppable):
         self, task_status: trio.TaskStatus[ServerRef | None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Standalone server: restart in this task like a transient child."""
+        self._intensity = Intensity(3, 5.0)
+        await self._standalone_loop(task_status, _BOOT_INIT)
+
+    async def _standalone_loop(self, task_status: trio.TaskStatus[ServerRef | None], boot: int) -> None:
         try:
-            await self._standalone_loop(task_status)
+            await self._standalone_incarnations(task_status, boot)
         except BaseException:
             self._finalize(KILLED)
             raise
 
-    async def _standalone_loop(self, task_status: trio.TaskStatus[ServerRef | None]) -> None:
-        intensity = Intensity(3, 5.0)
-        restore = False
+    async def _standalone_incarnations(self, task_status: trio.TaskStatus[ServerRef | None], boot: int) -> None:
+        intensity = self._intensity
         while True:
-            started, reason, exc = await self._incarnation(restore, task_status)
+            started, reason, exc = await self._incarnation(boot, task_status)
+            if reason is _HIBERNATE:
+                return
             if not started:
                 self._finalize(reason)
                 if reason is IGNORE:
@@ -615,13 +655,18 @@ class ServerRef(Stoppable):
                     raise exc
                 raise RestartIntensityExceeded(repr(self), 3, 5.0)
             self._restarts += 1
-            restore = self._preserve and self._keeper.has_state
+            boot = _BOOT_RESTORE if self._preserve and self._keeper.has_state else _BOOT_INIT
 
     async def _run_supervised(
         self, restore: bool, task_status: trio.TaskStatus[ServerRef | None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """One incarnation under a supervisor, which is told how it ended."""
-        started, reason, exc = await self._incarnation(restore, task_status)
+        await self._supervised(_BOOT_RESTORE if restore else _BOOT_INIT, task_status)
+
+    async def _supervised(self, boot: int, task_status: trio.TaskStatus[ServerRef | None]) -> None:
+        started, reason, exc = await self._incarnation(boot, task_status)
+        if reason is _HIBERNATE:
+            return
         if not started:
             if reason is IGNORE:
                 self._finalize("normal")
@@ -631,12 +676,26 @@ class ServerRef(Stoppable):
         self._status = RESTARTING
         self._controller._child_exited(self, self._restarts, reason)
 
+    def _resume(self) -> None:
+        """A message (or a kill) for a hibernating server: give it a fresh task."""
+        self._hibernating = False
+        self._resuming = True
+        nursery = self._nursery
+        assert nursery is not None
+        if self._controller is None:
+            nursery.start_soon(self._standalone_loop, trio.TASK_STATUS_IGNORED, _BOOT_RESUME)
+        else:
+            nursery.start_soon(self._supervised, _BOOT_RESUME, trio.TASK_STATUS_IGNORED)
+        _unanchor(self)
+
     async def _incarnation(
-        self, restore: bool, task_status: trio.TaskStatus[ServerRef | None]
+        self, boot: int, task_status: trio.TaskStatus[ServerRef | None]
     ) -> tuple[bool, object, BaseException | None]:
-        """Boot and serve once; returns (started, exit reason, exception or None)."""
+        """Boot (init, restore or resume) and serve once; returns (started, reason, exception)."""
         self._task = current_task()
-        self._killed = False
+        self._resuming = False
+        if boot != _BOOT_RESUME:
+            self._killed = False
         scope = self._scope = trio.CancelScope()
         token = _current_server.set(self)
         started = False
@@ -644,27 +703,38 @@ class ServerRef(Stoppable):
         exc: BaseException | None = None
         try:
             with scope:
-                server = self._cls()
-                if restore:
-                    result = await server.restore(self._keeper.state)
-                    where = "restore"
+                if boot == _BOOT_RESUME:
+                    server, self._server = self._server, None
+                    assert server is not None
+                    state, opts = self._keeper.state, None
+                    started = True
+                    if self._killed:
+                        scope.cancel()
                 else:
-                    result = await server.init(*self._args)
-                    where = "init"
-                if result is IGNORE:
-                    return False, IGNORE, None
-                if type(result) is Init:
-                    state, opts = result.state, result._opts
-                elif type(result) in (Reply, NoReply, Stop):
-                    raise InvalidReturn(where, result, "a state, tp.Init or tp.IGNORE")
-                else:
-                    state, opts = result, None
-                keeper = self._keeper
-                keeper.state = state
-                self._status = RUNNING
-                started = True
-                task_status.started(self)
+                    server = self._cls()
+                    if boot == _BOOT_RESTORE:
+                        result = await server.restore(self._keeper.state)
+                        where = "restore"
+                    else:
+                        result = await server.init(*self._args)
+                        where = "init"
+                    if result is IGNORE:
+                        return False, IGNORE, None
+                    if type(result) is Init:
+                        state, opts = result.state, result._opts
+                    elif type(result) in (Reply, NoReply, Stop):
+                        raise InvalidReturn(where, result, "a state, tp.Init or tp.IGNORE")
+                    else:
+                        state, opts = result, None
+                    self._keeper.state = state
+                    self._status = RUNNING
+                    started = True
+                    task_status.started(self)
                 reason = await self._serve(server, state, opts)
+                if reason is _HIBERNATE:
+                    self._server = server
+                    self._hibernating = True
+                    _anchor(self)
         except Exception as e:  # a crash: everything a callback raises
             reason = exc = e
         finally:
@@ -672,12 +742,13 @@ class ServerRef(Stoppable):
             self._task = None
             self._scope = None
             self._waiter = None
-            ended, self._ended = self._ended, None
-            if ended is not None:
-                ended.set()
-            if self._idle_handle:
-                self._timers.cancel(self._idle_handle)
-                self._idle_handle = 0
+            if not self._hibernating:
+                ended, self._ended = self._ended, None
+                if ended is not None:
+                    ended.set()
+                if self._idle_handle:
+                    self._timers.cancel(self._idle_handle)
+                    self._idle_handle = 0
         if scope.cancelled_caught:
             reason, exc = KILLED, None
         current = self._current
@@ -699,8 +770,10 @@ class ServerRef(Stoppable):
         budget = _BUDGET
         while True:
             idle = None
+            hibernate = False
             while opts is not None:
                 idle = opts.timeout
+                hibernate = opts.hibernate
                 arg = opts.continue_
                 if arg is None:
                     break
@@ -724,6 +797,8 @@ class ServerRef(Stoppable):
                     else:
                         self._idle_handle = timers.add(trio.current_time() + idle, self._idle)
                 if not ring:
+                    if hibernate:
+                        return _HIBERNATE
                     self._waiter = task
                     await wait_task_rescheduled(park)
                     if self._idle_handle:
@@ -798,6 +873,9 @@ class ServerRef(Stoppable):
             return
         self._status = STOPPED
         self._for_good = True
+        if self._hibernating:
+            self._hibernating = False
+            _unanchor(self)
         for tag, payload in self._mailbox.drain():
             if tag is _CALL:
                 payload._fail(reason)
@@ -827,7 +905,11 @@ class ServerRef(Stoppable):
 
 
 def _check_timeout(timeout: object) -> None:
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout != timeout:
+    if (
+        not isinstance(timeout, (int, float))
+        or isinstance(timeout, bool)
+        or timeout != timeout  # nan
+    ):
         msg = f"timeout must be a number of seconds, math.inf or None, got {timeout!r}"
         raise TypeError(msg)
 
@@ -848,3 +930,55 @@ def current_server() -> ServerRef:
 def current_server_or_none() -> ServerRef | None:
     """Like `current_server`, but None outside a server."""
     return _current_server.get()
+
+
+@final
+class _Anchor:
+    """Keeps a nursery open while servers started in it hibernate (one task per nursery)."""
+
+    __slots__ = ("members", "nursery", "task")
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+        self.members: set[ServerRef] = set()
+        self.task: trio.lowlevel.Task | None = None
+
+    async def run(self) -> None:
+        self.task = current_task()
+        try:
+            while self.members:
+                await wait_task_rescheduled(_abort_ok)
+        except BaseException:
+            # the nursery is going away: hibernating servers in it are gone too
+            for ref in list(self.members):
+                ref._hibernating = False
+                ref._finalize(KILLED)
+            raise
+        finally:
+            self.task = None
+            anchors = current_runtime().anchors
+            if anchors.get(self.nursery) is self:
+                del anchors[self.nursery]
+
+
+def _abort_ok(_: object) -> Abort:
+    return Abort.SUCCEEDED
+
+
+def _anchor(ref: ServerRef) -> None:
+    nursery = ref._nursery
+    assert nursery is not None
+    anchors = ref._rt.anchors
+    anchor = anchors.get(nursery)
+    if anchor is None:
+        anchor = anchors[nursery] = _Anchor(nursery)
+        nursery.start_soon(anchor.run, name="trio_peeper.hibernation_anchor")
+    anchor.members.add(ref)
+
+
+def _unanchor(ref: ServerRef) -> None:
+    anchor = ref._rt.anchors.get(ref._nursery)
+    if anchor is not None and ref in anchor.members:
+        anchor.members.discard(ref)
+        if not anchor.members and anchor.task is not None:
+            reschedule(anchor.task)

@@ -76,9 +76,10 @@ class Timers:
 class Runtime:
     """Everything trio_peeper keeps per run."""
 
-    __slots__ = ("__weakref__", "_timers", "names", "tables")
+    __slots__ = ("__weakref__", "_timers", "anchors", "names", "tables")
 
     def __init__(self) -> None:
+        self.anchors: dict[trio.Nursery, object] = {}  # {nursery: hibernation anchor}
         self.names: dict[Hashable, object] = {}  # {name: ServerRef | Supervisor}
         self.tables: dict[Hashable, object] = {}  # {table name: Table}
         self._timers: Timers | None = None

@@ -50,6 +50,7 @@ async def start_server(
     """
     merged = server_options(server_class, options)
     ref = ServerRef._create(server_class, args, merged, name)
+    ref._nursery = nursery
     with trio.move_on_after(math.inf if timeout is None else timeout):
         return await nursery.start(ref._run_standalone)
     ref._finalize("timeout")

@@ -386,6 +386,8 @@ class Supervisor(Stoppable):
             handle = _new_handle(child.spec, self._extra_args)
             restart = False
         handle._controller = self
+        if isinstance(handle, ServerRef):
+            handle._nursery = self._nursery  # where it resumes after hibernating
         child.handle = handle
         child.status = RESTARTING
         try:

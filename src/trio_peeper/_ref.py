@@ -224,12 +224,32 @@ class Monitor:
 class Stoppable:
     """What supervisors need of a child handle: exits, stop requests, kill, monitors."""
 
-    __slots__ = ("_exit_reason", "_monitors", "_stopped")
+    __slots__ = ("_exit_reason", "_monitors", "_on_final", "_on_reset", "_stopped")
 
     def _init_stoppable(self) -> None:
         self._exit_reason: object = None
         self._monitors: list[Monitor] | None = None
         self._stopped: trio.Event | None = None
+        # called when it stops for good / when a non-preserving incarnation ends
+        self._on_final: list[Callable[[Any], None]] | None = None
+        self._on_reset: list[Callable[[Any], None]] | None = None
+
+    def _add_final_hook(self, hook: Callable[[Any], None]) -> None:
+        if self._on_final is None:
+            self._on_final = []
+        self._on_final.append(hook)
+
+    def _add_reset_hook(self, hook: Callable[[Any], None]) -> None:
+        if self._on_reset is None:
+            self._on_reset = []
+        self._on_reset.append(hook)
+
+    def _run_hooks(self, which: str) -> None:
+        hooks = getattr(self, which)
+        setattr(self, which, None)
+        if hooks:
+            for hook in hooks:
+                hook(self)
 
     def monitor(self) -> Monitor:
         """A `Monitor` whose ``wait()`` returns the exit reason when this stops for good."""
@@ -263,6 +283,8 @@ class Stoppable:
         return self._exit_reason
 
     def _announce_exit(self, reason: object) -> None:
+        self._run_hooks("_on_final")
+        self._on_reset = None
         self._exit_reason = reason
         monitors, self._monitors = self._monitors, None
         if monitors:
@@ -300,7 +322,6 @@ class ServerRef(Stoppable):
         "_mailbox",
         "_name",
         "_nursery",
-        "_on_final",
         "_options",
         "_preserve",
         "_restarts",
@@ -362,7 +383,6 @@ class ServerRef(Stoppable):
         self._idle = _IdleTimeout(self)
         self._idle_handle = 0
         self._room: deque[trio.lowlevel.Task] | None = None
-        self._on_final: list[Callable[[ServerRef], None]] | None = None
         self._name = None
         if name is not None:
             from ._registry import claim_name  # noqa: PLC0415 - registry imports this module
@@ -751,6 +771,9 @@ class ServerRef(Stoppable):
                     self._idle_handle = 0
         if scope.cancelled_caught:
             reason, exc = KILLED, None
+        if not self._preserve and reason is not _HIBERNATE and self._on_reset is not None:
+            # a non-preserving restart is a fresh process: what it registered goes
+            self._run_hooks("_on_reset")
         current = self._current
         if current is not None:
             self._current = None
@@ -886,10 +909,6 @@ class ServerRef(Stoppable):
             from ._registry import release_name  # noqa: PLC0415
 
             release_name(self._rt, name, self)
-        hooks, self._on_final = self._on_final, None
-        if hooks:
-            for hook in hooks:
-                hook(self)
         self._keeper.forget()
         self._announce_exit(reason)
 
@@ -897,11 +916,6 @@ class ServerRef(Stoppable):
         room = self._room
         while room:
             reschedule(room.popleft())
-
-    def _add_final_hook(self, hook: Callable[[ServerRef], None]) -> None:
-        if self._on_final is None:
-            self._on_final = []
-        self._on_final.append(hook)
 
 
 def _check_timeout(timeout: object) -> None:

@@ -127,7 +127,7 @@ class Registry:
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("_by_ref", "_entries", "_unique", "keys_kind", "name")
+    __slots__ = ("_by_ref", "_entries", "_names", "_resets", "_unique", "keys_kind", "name")
 
     def __init__(self, keys: str = "unique", name: Hashable | None = None) -> None:
         if keys not in _KEYS:
@@ -140,6 +140,8 @@ class Registry:
         self._entries: dict[Hashable, list[tuple[Any, object]]] = {}
         # {ref: [key, ...]} with multiplicity
         self._by_ref: dict[Any, list[Hashable]] = {}
+        self._names: set[tuple[Any, Hashable]] = set()  # {(ref, key)} held as via-names
+        self._resets: set[Any] = set()  # refs with a reset hook installed
         if name is not None:
             claim_name(current_runtime(), name, self)
 
@@ -164,6 +166,11 @@ class Registry:
             keys = self._by_ref[ref] = []
             ref._add_final_hook(self._forget_ref)
         keys.append(key)
+        if as_name:
+            self._names.add((ref, key))
+        elif ref not in self._resets:
+            self._resets.add(ref)
+            ref._add_reset_hook(self._forget_registered)
 
     def _drop(self, key: Hashable, ref: Any) -> int:
         entries = self._entries.get(key)
@@ -178,11 +185,21 @@ class Registry:
         keys = self._by_ref.get(ref)
         if keys is not None:
             self._by_ref[ref] = [k for k in keys if k != key]
+        self._names.discard((ref, key))
         return dropped
 
     def _forget_ref(self, ref: Any) -> None:
         for key in set(self._by_ref.pop(ref, ())):
             self._drop(key, ref)
+        self._resets.discard(ref)
+        self._names = {n for n in self._names if n[0] is not ref}
+
+    def _forget_registered(self, ref: Any) -> None:
+        """Drop what *ref* registered itself (not its via-name): it restarts afresh."""
+        self._resets.discard(ref)
+        for key in set(self._by_ref.get(ref, ())):
+            if (ref, key) not in self._names:
+                self._drop(key, ref)
 
     def _whereis(self, key: Hashable) -> Any:
         entries = self._entries.get(key)

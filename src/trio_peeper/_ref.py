@@ -99,7 +99,7 @@ _OTHER_RESULTS: Final = "tp.NoReply or tp.Stop"
 class _Call:
     """One pending call; also the opaque, hashable ``caller`` given to ``handle_call``."""
 
-    __slots__ = ("ref", "request", "task", "timeout", "timer")
+    __slots__ = ("deferred", "ref", "request", "task", "timeout", "timer")
 
     def __init__(self, ref: ServerRef, request: object, task: trio.lowlevel.Task) -> None:
         self.ref = ref
@@ -107,33 +107,37 @@ class _Call:
         self.task: trio.lowlevel.Task | None = task  # None once answered, timed out or abandoned
         self.timer = 0
         self.timeout = math.inf
+        self.deferred = False  # in ref._deferred: handle_call returned NoReply
+
+    def _settle(self) -> None:
+        self.task = None
+        if self.timer:
+            self.ref._timers.cancel(self.timer)
+        if self.deferred:
+            self.deferred = False
+            self.ref._deferred.discard(self)
 
     def _fire(self) -> None:  # the call's deadline passed
         task = self.task
         if task is not None:
-            self.task = None
+            self.timer = 0
+            self._settle()
             reschedule(task, Error(CallTimeout(self.ref, self.timeout)))
 
     def _abort(self, raise_cancel: object) -> Abort:  # the caller was cancelled
-        self.task = None
-        if self.timer:
-            self.ref._timers.cancel(self.timer)
+        self._settle()
         return Abort.SUCCEEDED
 
     def _answer(self, value: object) -> None:
         task = self.task
         if task is not None:
-            self.task = None
-            if self.timer:
-                self.ref._timers.cancel(self.timer)
+            self._settle()
             reschedule(task, Value(value))
 
     def _fail(self, reason: object) -> None:
         task = self.task
         if task is not None:
-            self.task = None
-            if self.timer:
-                self.ref._timers.cancel(self.timer)
+            self._settle()
             err = ServerExited(self.ref, reason)
             if isinstance(reason, BaseException):
                 err.__cause__ = reason
@@ -309,6 +313,7 @@ class ServerRef(Stoppable):
         "_cls",
         "_controller",
         "_current",
+        "_deferred",
         "_ended",
         "_for_good",
         "_handled",
@@ -371,6 +376,7 @@ class ServerRef(Stoppable):
         self._waiter: trio.lowlevel.Task | None = None
         self._ended: trio.Event | None = None
         self._current: _Call | None = None
+        self._deferred: set[_Call] = set()  # calls answered later with tp.reply
         self._handled = 0
         self._restarts = 0
         self._controller: Any = None
@@ -778,7 +784,13 @@ class ServerRef(Stoppable):
         if current is not None:
             self._current = None
             current._fail(reason)
+        if self._deferred and not self._preserve and reason is not _HIBERNATE:
+            self._fail_deferred(reason)  # nobody left who could answer them
         return started, reason, exc
+
+    def _fail_deferred(self, reason: object) -> None:
+        for call in list(self._deferred):
+            call._fail(reason)
 
     async def _serve(self, server: GenServer, state: object, opts: _Opts | None) -> object:
         """The receive/dispatch loop; returns the exit reason of a graceful exit."""
@@ -853,6 +865,9 @@ class ServerRef(Stoppable):
                     state = keeper.state = result.state
                     keeper.commits += 1
                     self._current = None
+                    if payload.task is not None:  # deferred: tracked until answered
+                        payload.deferred = True
+                        self._deferred.add(payload)
                     opts = result._opts
                 elif rt is Stop:
                     return await self._stop_with(server, result, payload)
@@ -902,6 +917,8 @@ class ServerRef(Stoppable):
         for tag, payload in self._mailbox.drain():
             if tag is _CALL:
                 payload._fail(reason)
+        if self._deferred:
+            self._fail_deferred(reason)
         if self._room:
             self._release_room_all()
         name = self._name

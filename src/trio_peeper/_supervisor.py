@@ -513,6 +513,13 @@ class Supervisor(Stoppable):
         group = [c for c in group if c in self._children]
         for child in group:
             handle = child.handle
+            if handle is None or handle._is_stopped():
+                # IGNOREd or stopped for good: a new server, started afresh with the group
+                try:
+                    await self._start(child, restart=False)
+                except StartError:
+                    child.status = STOPPED  # as a failed start_child: listed, not running
+                continue
             handle._restarts += 1
             try:
                 await self._start(child, restart=True)

@@ -287,6 +287,12 @@ class Stoppable:
         return self._exit_reason
 
     def _announce_exit(self, reason: object) -> None:
+        """Stopped for good: run final hooks, tell monitors and waiters (once)."""
+        if self._stopped is not None and self._stopped.is_set():
+            return
+        if self._stopped is None:
+            self._stopped = trio.Event()
+        self._stopped.set()
         self._run_hooks("_on_final")
         self._on_reset = None
         self._exit_reason = reason
@@ -294,8 +300,6 @@ class Stoppable:
         if monitors:
             for m in monitors:
                 m._notify(reason)
-        if self._stopped is not None:
-            self._stopped.set()
 
 
 class ServerRef(Stoppable):

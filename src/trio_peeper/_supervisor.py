@@ -301,6 +301,8 @@ class Supervisor(Stoppable):
                     h._finalize(KILLED)
             if self._name is not None:
                 release_name(rt, self._name, self)
+            if self._controller is None:  # top level: nobody else will say it stopped
+                self._finalize(self._failure if self._failure is not None else SHUTDOWN)
 
     def _running_children(self) -> bool:
         return any(c.status == RUNNING for c in self._children)
@@ -368,8 +370,6 @@ class Supervisor(Stoppable):
             self._scope.cancel()
 
     def _finalize(self, reason: object) -> None:
-        if self._status == STOPPED and self._stopped is not None and self._stopped.is_set():
-            return
         self._status = STOPPED
         self._announce_exit(reason)
 

@@ -1273,3 +1273,28 @@ async def test_terminate_raising_during_shutdown_does_not_stop_the_others_from_s
         ("terminate", "a", tp.SHUTDOWN),
     ]
     assert not any(r.alive for r in children.values())
+
+
+async def test_a_top_level_supervisor_tells_its_monitors_when_it_ends():
+    async with tp.open_supervisor() as sup:
+        monitor = sup.monitor()
+        assert sup.alive
+    assert await monitor.wait() is tp.SHUTDOWN
+    assert await sup.wait_stopped() is tp.SHUTDOWN
+    assert not sup.alive
+
+
+async def test_a_supervisor_that_gives_up_reports_the_failure_to_its_monitors():
+    class Crasher(tp.GenServer):
+        async def init(self):
+            return None
+
+        async def handle_cast(self, message, state):
+            raise RuntimeError(message)
+
+    with pytest.raises(tp.RestartIntensityExceeded):
+        async with tp.open_supervisor(tp.child(Crasher), max_restarts=0) as sup:
+            monitor = sup.monitor()
+            sup.which_children()[0].ref.cast_nowait("boom")
+            await trio.sleep_forever()
+    assert isinstance(await monitor.wait(), tp.RestartIntensityExceeded)

@@ -88,8 +88,9 @@ class TimerWheel:
         return handle
 
     def _grow_items(self, node: int, item: object) -> None:
+        # double, so that growing the C pool costs O(log n) IndexErrors
         items = self._items
-        items += [None] * (node + 1 - len(items))
+        items += [None] * max(node + 1 - len(items), len(items), 64)
         items[node] = item
 
     def _insert_odd(self, deadline: float, item: object) -> int:
@@ -114,9 +115,12 @@ class TimerWheel:
         return True
 
     def _cancel_odd(self, handle: object) -> bool:
-        # The twin looks *handle* up in a dict of int handles: a pending handle
-        # h matches when hash(handle) == hash(h) == h and h == handle (True, 1.0).
-        key = hash(handle)  # TypeError for an unhashable handle, as the dict raises
+        # The twin pops *handle* from a dict of int handles: a pending handle h
+        # matches when hash(handle) == hash(h) == h and h == handle (True, 1.0);
+        # an unhashable handle raises TypeError, unless the dict is empty
+        if not _len(self._w):
+            return False
+        key = hash(handle)
         if _find(self._w, key) < 0 or not key == handle:
             return False
         return self.cancel(key)

@@ -3,8 +3,6 @@
 The public facade: re-exports only. See API.md / the reference docs.
 """
 
-from __future__ import annotations
-
 from ._child_spec import ChildSpec as ChildSpec
 from ._child_spec import child as child
 from ._child_spec import dynamic_supervisor as dynamic_supervisor

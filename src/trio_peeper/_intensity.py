@@ -39,6 +39,11 @@ class Intensity:
         self.max_seconds = float(max_seconds)
         self._times: deque[float] = deque()
 
+    @property
+    def count(self) -> int:
+        """Restarts inside the window as of the last `add`."""
+        return len(self._times)
+
     def add(self, now: float) -> bool:
         """Record a restart at *now*; True when that exceeds the intensity."""
         times = self._times

@@ -443,8 +443,6 @@ class ServerRef(Stoppable):
             reschedule(w)
         elif self._hibernating:
             self._resume()
-        elif self._hibernating:
-            self._resume()
 
     def _post(self, tag: int, payload: object) -> None:
         """Enqueue ignoring the bound (internal messages: Down, timers, stop)."""
@@ -683,7 +681,7 @@ class ServerRef(Stoppable):
                 self._finalize(reason)
                 if exc is not None:
                     raise exc
-                raise RestartIntensityExceeded(repr(self), 3, 5.0)
+                raise RestartIntensityExceeded(repr(self), intensity.count, 5.0)
             self._restarts += 1
             boot = _BOOT_RESTORE if self._preserve and self._keeper.has_state else _BOOT_INIT
 

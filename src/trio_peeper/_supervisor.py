@@ -24,7 +24,7 @@ from typing import Any, Final
 import trio
 
 from ._child_spec import ChildSpec, SupervisorSpec, check_flags, check_significant, check_specs
-from ._errors import MaxChildren, RestartIntensityExceeded, StartError
+from ._errors import AlreadyStarted, MaxChildren, RestartIntensityExceeded, StartError
 from ._intensity import Intensity
 from ._messages import KILLED, SHUTDOWN, ChildCounts, ChildInfo, is_normal
 from ._ref import ServerRef, Stoppable
@@ -171,6 +171,7 @@ class _Child:
         self.status = STOPPED
 
 
+@final
 class Supervisor(Stoppable):
     """The handle of a running supervisor (static or dynamic).
 
@@ -272,9 +273,11 @@ class Supervisor(Stoppable):
                     for child in self._children:
                         try:
                             await self._start(child, restart=False)
-                        except StartError:
+                        except (StartError, AlreadyStarted) as e:
                             await self._stop_all(self._children)
-                            raise
+                            if isinstance(e, StartError):
+                                raise
+                            raise StartError(child.spec.id, e) from e
                     self._status = RUNNING
                     nursery.start_soon(self._control)
                     try:
@@ -383,7 +386,11 @@ class Supervisor(Stoppable):
         """
         handle = child.handle if restart else None
         if handle is None or handle._is_stopped():
-            handle = _new_handle(child.spec, self._extra_args)
+            try:
+                handle = _new_handle(child.spec, self._extra_args)  # may raise AlreadyStarted
+            except BaseException:
+                child.status = STOPPED
+                raise
             restart = False
         handle._controller = self
         if isinstance(handle, ServerRef):
@@ -488,9 +495,7 @@ class Supervisor(Stoppable):
     async def _give_up(self, child: _Child, reason: object) -> None:
         child.status = STOPPED
         child.handle._finalize(reason)
-        err = RestartIntensityExceeded(
-            child.spec.id, self._intensity.max_restarts, self._intensity.max_seconds
-        )
+        err = RestartIntensityExceeded(child.spec.id, self._intensity.count, self._intensity.max_seconds)
         if isinstance(reason, BaseException):
             err.__cause__ = reason
         self._failure = err
@@ -517,7 +522,7 @@ class Supervisor(Stoppable):
                 # IGNOREd or stopped for good: a new server, started afresh with the group
                 try:
                     await self._start(child, restart=False)
-                except StartError:
+                except (StartError, AlreadyStarted):
                     child.status = STOPPED  # as a failed start_child: listed, not running
                 continue
             handle._restarts += 1
@@ -565,7 +570,7 @@ class Supervisor(Stoppable):
             self._children.append(child)
             try:
                 return await self._start(child, restart=False)
-            except StartError:
+            except BaseException:
                 self._children.remove(child)
                 raise
 
@@ -651,7 +656,7 @@ class Supervisor(Stoppable):
     def which_children(self) -> list[ChildInfo]:
         """One `ChildInfo` per child, in the order they were added."""
         return [
-            ChildInfo(None if self._dynamic else c.spec.id, c.handle, c.spec.type, c.spec.restart, c.status)
+            ChildInfo(None if self._dynamic else c.spec.id, c.handle, c.spec.type, c.spec.restart, _status(c))
             for c in self._children
         ]
 
@@ -661,10 +666,17 @@ class Supervisor(Stoppable):
         sups = sum(1 for c in children if c.spec.type == "supervisor")
         return ChildCounts(
             len(children),
-            sum(1 for c in children if c.status == RUNNING),
+            sum(1 for c in children if _status(c) == RUNNING),
             sups,
             len(children) - sups,
         )
+
+
+def _status(child: _Child) -> str:
+    """What a user sees: the live handle says running or not, before the supervisor catches up."""
+    if child.status == STOPPED or child.handle is None:
+        return STOPPED
+    return RUNNING if child.handle.alive else RESTARTING
 
 
 def _new_handle(spec: ChildSpec, extra_args: tuple[object, ...]) -> Any:

@@ -576,7 +576,7 @@ async def test_one_restart_too_many_stops_all_children_in_reverse_and_raises():
                 body_finally = True
     err = excinfo.value
     assert type(err) is tp.RestartIntensityExceeded  # itself, not an ExceptionGroup
-    assert (err.child, err.restarts, err.window) == ("b", 2, 5.0)
+    assert (err.child, err.restarts, err.window) == ("b", 3, 5.0)  # max_restarts=2: the third restart in the window gives up
     assert isinstance(err.__cause__, RuntimeError)
     assert body_finally
     assert not reached_end  # the body was cancelled

@@ -28,7 +28,8 @@ class Intensity:
 
     As in OTP, a restart at time ``now`` is allowed while at most
     ``max_restarts`` restarts (this one included) happened in the last
-    ``max_seconds`` (``now - t < max_seconds``).
+    ``max_seconds``, the edge included (``now - t <= max_seconds``, as
+    OTP's ``R >= Now - Period``).
     """
 
     __slots__ = ("_times", "max_restarts", "max_seconds")
@@ -48,6 +49,6 @@ class Intensity:
         """Record a restart at *now*; True when that exceeds the intensity."""
         times = self._times
         times.append(now)
-        while times and now - times[0] >= self.max_seconds:
+        while times and now - times[0] > self.max_seconds:
             times.popleft()
         return len(times) > self.max_restarts

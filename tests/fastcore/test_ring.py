@@ -127,7 +127,7 @@ class RingMachine(RuleBasedStateMachine):
 def test_ring_behaves_as_deque(ring: ModuleType) -> None:
     run_state_machine_as_test(
         lambda: RingMachine(ring),
-        settings=settings(max_examples=150, stateful_step_count=60, deadline=None),
+        settings=settings(max_examples=100, stateful_step_count=50, deadline=None),
     )
 
 

@@ -153,7 +153,7 @@ class WheelMachine(RuleBasedStateMachine):
 def test_wheel_behaves_as_dict_of_pending(wheel: ModuleType) -> None:
     run_state_machine_as_test(
         lambda: WheelMachine(wheel),
-        settings=settings(max_examples=150, stateful_step_count=60, deadline=None),
+        settings=settings(max_examples=100, stateful_step_count=50, deadline=None),
     )
 
 
@@ -203,7 +203,7 @@ def _make(wheel_class: Any, args: tuple[Any, ...]) -> object:
         return (type(exc), str(exc))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     args=st.tuples(
         st.sampled_from([0.01, 1.0, 0.3, 1e-9, 1e9, 5e-324, 0, -1.0, math.inf, math.nan, "1", True]),

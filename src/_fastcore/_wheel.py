@@ -5,13 +5,15 @@ ticks, handles, buckets and a handle table, with O(1) insert and cancel.
 This module is a thin shell that keeps the Python objects and validates.
 
 Layout: ``_items[node]`` holds the item of the entry in C node ``node`` (None
-once the node is free or fired; the list grows with the C node pool, one new
-node index at a time). ``_odd`` maps a node to its deadline when that deadline
+once the node is free or fired; the list doubles when the C pool hands out a
+node index past its end). ``_odd`` maps a node to its deadline when that deadline
 was not a ``float`` (an ``int``, say) so `next_deadline` returns the very
 object the twin returns. ``_next`` is the next handle, numbered as the twin
 numbers them.
-Invariants: one FFI crossing per insert and cancel; expire crosses once when
-at most ``_BATCH`` entries fire, then once per further batch.
+Invariants: one FFI crossing per insert (float deadline) and cancel (int
+handle); expire crosses once when at most ``_BATCH`` entries fire, then once
+per further batch. The C calls keep the GIL (see _wheel_build.py), so each is
+atomic for other threads; like the twin, a wheel is not meant to be shared.
 Complexity: as the twin: insert/cancel O(1); expire O(visited buckets + fired
 entries); next_deadline O(nslots) worst case.
 
@@ -24,6 +26,7 @@ its nearest double, where the twin compares exactly.
 from __future__ import annotations
 
 import math
+from typing import final
 
 from ._wheel_cffi import ffi, lib
 
@@ -44,6 +47,7 @@ _unpack = ffi.unpack
 _NOTFINITE = lib.TW_NOTFINITE
 
 
+@final
 class TimerWheel:
     """Deadlines (floats, in the owner's clock) mapped to opaque items."""
 

@@ -26,7 +26,7 @@ class Keeper:
         self.mailbox = _fastcore.Ring()  # [(tag, payload)], oldest first
         self.state: object = _NO_STATE
         self.commits = 0
-        self.pdict: dict[object, object] = {}
+        self.pdict: dict[object, object] | None = None  # made on first use
 
     @property
     def has_state(self) -> bool:
@@ -36,4 +36,4 @@ class Keeper:
     def forget(self) -> None:
         """Drop everything preserved (the server stopped for good)."""
         self.state = _NO_STATE
-        self.pdict = {}
+        self.pdict = None

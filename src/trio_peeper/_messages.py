@@ -157,7 +157,10 @@ class Reply(_ReplySlots):
     ) -> None:
         _r_value(self, value)
         _r_state(self, state)
-        _r_opts(self, _opts(timeout, continue_, hibernate, sync))
+        if timeout is None and continue_ is None and hibernate is False and sync is False:
+            _r_opts(self, None)  # the common case, without a call
+        else:
+            _r_opts(self, _opts(timeout, continue_, hibernate, sync))
 
     def __repr__(self) -> str:
         return f"Reply({self.value!r}, {self.state!r}{self._options_repr()})"
@@ -186,7 +189,10 @@ class NoReply(_NoReplySlots):
         sync: bool = False,
     ) -> None:
         _n_state(self, state)
-        _n_opts(self, _opts(timeout, continue_, hibernate, sync))
+        if timeout is None and continue_ is None and hibernate is False and sync is False:
+            _n_opts(self, None)
+        else:
+            _n_opts(self, _opts(timeout, continue_, hibernate, sync))
 
     def __repr__(self) -> str:
         return f"NoReply({self.state!r}{self._options_repr()})"

@@ -112,10 +112,10 @@ class _Call:
     def _settle(self) -> None:
         self.task = None
         if self.timer:
-            self.ref._timers.cancel(self.timer)
+            self.ref._cancel_timer(self.timer)
         if self.deferred:
             self.deferred = False
-            self.ref._deferred.discard(self)
+            self.ref._deferred.discard(self)  # type: ignore[union-attr]
 
     def _fire(self) -> None:  # the call's deadline passed
         task = self.task
@@ -337,8 +337,10 @@ class ServerRef(Stoppable):
         "_resuming",
         "_room",
         "_rt",
+        "_cancel_timer",
         "_scope",
         "_server",
+        "_start_timer",
         "_status",
         "_task",
         "_timers",
@@ -366,6 +368,9 @@ class ServerRef(Stoppable):
         rt = current_runtime()
         self._rt: Runtime = rt
         self._timers: Timers = rt.timers
+        self._cancel_timer = self._timers.wheel.cancel  # hot: every call with a deadline
+        self._start_timer = 0  # wheel handle of the start timeout; -1 once it fired
+        self._intensity: Intensity | None = None  # standalone only, made on the first crash
         self._cls = server_class
         self._args = args
         self._options = options
@@ -380,7 +385,7 @@ class ServerRef(Stoppable):
         self._waiter: trio.lowlevel.Task | None = None
         self._ended: trio.Event | None = None
         self._current: _Call | None = None
-        self._deferred: set[_Call] = set()  # calls answered later with tp.reply
+        self._deferred: set[_Call] | None = None  # calls answered later with tp.reply
         self._handled = 0
         self._restarts = 0
         self._controller: Any = None
@@ -390,7 +395,7 @@ class ServerRef(Stoppable):
         self._resuming = False
         self._server: GenServer | None = None
         self._nursery: trio.Nursery | None = None
-        self._idle = _IdleTimeout(self)
+        self._idle: _IdleTimeout | None = None  # made when a timeout= is first used
         self._idle_handle = 0
         self._room: deque[trio.lowlevel.Task] | None = None
         self._name = None
@@ -498,7 +503,7 @@ class ServerRef(Stoppable):
             self._resume()
         if timeout is not None and timeout != math.inf:
             c.timeout = timeout
-            c.timer = self._timers.add(trio.current_time() + timeout, c)
+            c.timer = self._timers.add(self._timers.now() + timeout, c)
         return await wait_task_rescheduled(c._abort)
 
     def cast_nowait(self, message: object) -> None:
@@ -648,42 +653,47 @@ class ServerRef(Stoppable):
     # ---------------------------------------------------------- incarnations
 
     async def _run_standalone(
-        self, task_status: trio.TaskStatus[ServerRef | None] = trio.TASK_STATUS_IGNORED
+        self,
+        boot: int = 0,  # _BOOT_INIT
+        task_status: trio.TaskStatus[ServerRef | None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Standalone server: restart in this task like a transient child."""
-        self._intensity = Intensity(3, 5.0)
-        await self._standalone_loop(task_status, _BOOT_INIT)
-
-    async def _standalone_loop(self, task_status: trio.TaskStatus[ServerRef | None], boot: int) -> None:
+        """Standalone server: restart in this task like a transient child (3 in 5 s)."""
         try:
-            await self._standalone_incarnations(task_status, boot)
+            while True:
+                started, reason, exc = await self._incarnation(boot, task_status)
+                if reason is _HIBERNATE:
+                    return
+                if not started:
+                    self._finalize(reason)
+                    if reason is IGNORE:
+                        task_status.started(None)
+                        return
+                    if self._start_timer == -1:
+                        reason = "timeout"
+                    raise StartError(self._cls.__qualname__, reason) from exc
+                task_status = trio.TASK_STATUS_IGNORED
+                if self._for_good or is_normal(reason):
+                    self._finalize(reason)
+                    return
+                intensity = self._intensity
+                if intensity is None:
+                    intensity = self._intensity = Intensity(3, 5.0)
+                if intensity.add(trio.current_time()):
+                    self._finalize(reason)
+                    if exc is not None:
+                        raise exc
+                    raise RestartIntensityExceeded(repr(self), intensity.count, 5.0)
+                self._restarts += 1
+                boot = _BOOT_RESTORE if self._preserve and self._keeper.has_state else _BOOT_INIT
         except BaseException:
             self._finalize(KILLED)
             raise
 
-    async def _standalone_incarnations(self, task_status: trio.TaskStatus[ServerRef | None], boot: int) -> None:
-        intensity = self._intensity
-        while True:
-            started, reason, exc = await self._incarnation(boot, task_status)
-            if reason is _HIBERNATE:
-                return
-            if not started:
-                self._finalize(reason)
-                if reason is IGNORE:
-                    task_status.started(None)
-                    return
-                raise StartError(self._cls.__qualname__, reason) from exc
-            task_status = trio.TASK_STATUS_IGNORED
-            if self._for_good or is_normal(reason):
-                self._finalize(reason)
-                return
-            if intensity.add(trio.current_time()):
-                self._finalize(reason)
-                if exc is not None:
-                    raise exc
-                raise RestartIntensityExceeded(repr(self), intensity.count, 5.0)
-            self._restarts += 1
-            boot = _BOOT_RESTORE if self._preserve and self._keeper.has_state else _BOOT_INIT
+    def _fire(self) -> None:
+        """The start timeout (a wheel entry): a server still in ``init`` is killed."""
+        if self._status is STARTING:
+            self._start_timer = -1
+            self.kill()
 
     async def _run_supervised(
         self, restore: bool, task_status: trio.TaskStatus[ServerRef | None] = trio.TASK_STATUS_IGNORED
@@ -711,7 +721,7 @@ class ServerRef(Stoppable):
         nursery = self._nursery
         assert nursery is not None
         if self._controller is None:
-            nursery.start_soon(self._standalone_loop, trio.TASK_STATUS_IGNORED, _BOOT_RESUME)
+            nursery.start_soon(self._run_standalone, _BOOT_RESUME)
         else:
             nursery.start_soon(self._supervised, _BOOT_RESUME, trio.TASK_STATUS_IGNORED)
         _unanchor(self)
@@ -756,6 +766,9 @@ class ServerRef(Stoppable):
                         state, opts = result, None
                     self._keeper.state = state
                     self._status = RUNNING
+                    if self._start_timer > 0:
+                        self._cancel_timer(self._start_timer)
+                    self._start_timer = 0
                     started = True
                     task_status.started(self)
                 reason = await self._serve(server, state, opts)
@@ -832,7 +845,9 @@ class ServerRef(Stoppable):
                     if idle <= 0:
                         ring.push((_INFO, TIMEOUT))
                     else:
-                        self._idle_handle = timers.add(trio.current_time() + idle, self._idle)
+                        if self._idle is None:
+                            self._idle = _IdleTimeout(self)
+                        self._idle_handle = timers.add(timers.now() + idle, self._idle)
                 if not ring:
                     if hibernate:
                         return _HIBERNATE
@@ -869,6 +884,8 @@ class ServerRef(Stoppable):
                     self._current = None
                     if payload.task is not None:  # deferred: tracked until answered
                         payload.deferred = True
+                        if self._deferred is None:
+                            self._deferred = set()
                         self._deferred.add(payload)
                     opts = result._opts
                 elif rt is Stop:

@@ -34,10 +34,12 @@ class Fires(Protocol):
 class Timers:
     """The run's timer wheel and the task that fires it."""
 
-    __slots__ = ("_scope", "_target", "wheel")
+    __slots__ = ("_scope", "_target", "now", "wheel")
 
     def __init__(self) -> None:
-        self.wheel = _fastcore.TimerWheel(resolution=0.01, slots=1024, now=trio.current_time())
+        # the run's clock, read directly (trio.current_time() looks the run up each time)
+        self.now = trio.lowlevel.current_clock().current_time
+        self.wheel = _fastcore.TimerWheel(resolution=0.01, slots=1024, now=self.now())
         self._scope: trio.CancelScope | None = None
         self._target = math.inf  # when the timer task wakes next
         trio.lowlevel.spawn_system_task(self._run, name="trio_peeper.timers")
@@ -59,7 +61,7 @@ class Timers:
     async def _run(self) -> None:
         wheel = self.wheel
         while True:
-            for item in wheel.expire(trio.current_time()):
+            for item in wheel.expire(self.now()):
                 try:
                     item._fire()
                 except Exception:

@@ -8,7 +8,6 @@ from typing import Any
 
 import trio
 
-from ._errors import StartError
 from ._genserver import GenServer, validate_options
 from ._ref import _INFO, ServerRef
 from ._registry import resolve, whereis
@@ -21,10 +20,16 @@ def server_options(server_class: object, options: dict[str, object]) -> dict[str
     if not (isinstance(server_class, type) and issubclass(server_class, GenServer)):
         msg = f"server_class must be a tp.GenServer subclass, got {server_class!r}"
         raise TypeError(msg)
+    if not options:  # the common case: one shared, read-only dict per class
+        cached = server_class.__dict__.get("_tp_merged_options")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
     validate_options(server_class.__qualname__, options, server_class._option_defaults)
     merged = dict(server_class._option_defaults)
     merged.update(server_class._class_options)
     merged.update(options)
+    if not options:
+        server_class._tp_merged_options = merged  # type: ignore[attr-defined]
     return merged
 
 
@@ -51,10 +56,11 @@ async def start_server(
     merged = server_options(server_class, options)
     ref = ServerRef._create(server_class, args, merged, name)
     ref._nursery = nursery
-    with trio.move_on_after(math.inf if timeout is None else timeout):
-        return await nursery.start(ref._run_standalone)
-    ref._finalize("timeout")
-    raise StartError(server_class.__qualname__, "timeout")
+    if timeout is not None and timeout != math.inf:
+        # a wheel entry, not a cancel scope: it kills a server still in init
+        timers = ref._timers
+        ref._start_timer = timers.add(timers.now() + timeout, ref)
+    return await nursery.start(ref._run_standalone)
 
 
 @final

@@ -72,8 +72,9 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
             "db: worker, permanent, running, restarts=0",
             "api: worker, permanent, running, restarts=0",
             "api: GET /",
-            "the caller gets ServerExited: RuntimeError('cache crashed on purpose')",
+            # a one_for_one child restarts in its own task, before its caller runs
             "cache: restarted, continues from {'label': 'cache', 'served': 0}",
+            "the caller gets ServerExited: RuntimeError('cache crashed on purpose')",
             "cache: lookup",
             # rest_for_one: api is stopped first, then db and api start again
             "api: terminate(tp.SHUTDOWN)",
@@ -205,17 +206,18 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
             "seats restarts: 1",
             "cashier restarts: 1",
             # transient
-            "caller got ServerExited, reason ValueError('empty announcement')",
+            # a one_for_one child restarts in its own task, before its caller runs
             "[announcer] restore (restart #1)",
+            "caller got ServerExited, reason ValueError('empty announcement')",
             "[announcer] announces: the show starts in 5 minutes",
             "close: doors closed",
             # temporary
             "whereis('promo'): None",
             # intensity
-            "jam 1: caller got ServerExited(RuntimeError('paper jam'))",
             "[printer] restore (restart #1): 0 printed so far",
-            "jam 2: caller got ServerExited(RuntimeError('paper jam'))",
+            "jam 1: caller got ServerExited(RuntimeError('paper jam'))",
             "[printer] restore (restart #2): 0 printed so far",
+            "jam 2: caller got ServerExited(RuntimeError('paper jam'))",
             "jam 3: caller got ServerExited(RuntimeError('paper jam'))",
             "[printer] init (first start) with a fresh roll of paper",
             "print: printed",

@@ -45,10 +45,18 @@ class Intensity:
         """Restarts inside the window as of the last `add`."""
         return len(self._times)
 
-    def add(self, now: float) -> bool:
-        """Record a restart at *now*; True when that exceeds the intensity."""
+    def _expire(self, now: float) -> None:
         times = self._times
-        times.append(now)
         while times and now - times[0] > self.max_seconds:
             times.popleft()
-        return len(times) > self.max_restarts
+
+    def would_exceed(self, now: float) -> bool:
+        """Would a restart at *now* exceed the intensity? (Nothing is recorded.)"""
+        self._expire(now)
+        return len(self._times) + 1 > self.max_restarts
+
+    def add(self, now: float) -> bool:
+        """Record a restart at *now*; True when that exceeds the intensity."""
+        self._times.append(now)
+        self._expire(now)
+        return len(self._times) > self.max_restarts

@@ -23,7 +23,7 @@ class Keeper:
     __slots__ = ("commits", "mailbox", "pdict", "state")
 
     def __init__(self) -> None:
-        self.mailbox = _fastcore.Ring()  # [(tag, payload)], oldest first
+        self.mailbox = _fastcore.Ring(4)  # [(tag, payload)], oldest first; grows on demand
         self.state: object = _NO_STATE
         self.commits = 0
         self.pdict: dict[object, object] | None = None  # made on first use

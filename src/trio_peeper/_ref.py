@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from contextvars import ContextVar
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -57,11 +58,11 @@ from ._messages import (
     Stop,
     is_normal,
 )
-from ._runtime import current_runtime
+from ._runtime import TICK, current_runtime
 from ._util import final
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable
+    from collections.abc import Awaitable, Callable, Hashable
 
     from ._genserver import GenServer
     from ._messages import _Opts
@@ -99,14 +100,15 @@ _OTHER_RESULTS: Final = "tp.NoReply or tp.Stop"
 class _Call:
     """One pending call; also the opaque, hashable ``caller`` given to ``handle_call``."""
 
-    __slots__ = ("deferred", "ref", "request", "task", "timeout", "timer")
+    __slots__ = ("deadline", "deferred", "ref", "request", "task", "timeout", "timer")
 
     def __init__(self, ref: ServerRef, request: object, task: trio.lowlevel.Task) -> None:
         self.ref = ref
         self.request = request
         self.task: trio.lowlevel.Task | None = task  # None once answered, timed out or abandoned
-        self.timer = 0
+        self.timer = 0  # wheel handle, once the timer task moved the deadline there
         self.timeout = math.inf
+        self.deadline = math.inf
         self.deferred = False  # in ref._deferred: handle_call returned NoReply
 
     def _settle(self) -> None:
@@ -314,6 +316,7 @@ class ServerRef(Stoppable):
     __slots__ = (
         "__weakref__",
         "_args",
+        "_boot_status",
         "_cls",
         "_controller",
         "_current",
@@ -369,6 +372,7 @@ class ServerRef(Stoppable):
         self._rt: Runtime = rt
         self._timers: Timers = rt.timers
         self._cancel_timer = self._timers.wheel.cancel  # hot: every call with a deadline
+        self._boot_status: trio.TaskStatus[ServerRef | None] = trio.TASK_STATUS_IGNORED
         self._start_timer = 0  # wheel handle of the start timeout; -1 once it fired
         self._intensity: Intensity | None = None  # standalone only, made on the first crash
         self._cls = server_class
@@ -502,8 +506,16 @@ class ServerRef(Stoppable):
         elif self._hibernating:
             self._resume()
         if timeout is not None and timeout != math.inf:
+            timers = self._timers
+            now = timers.now()
             c.timeout = timeout
-            c.timer = self._timers.add(self._timers.now() + timeout, c)
+            c.deadline = deadline = now + timeout
+            staged = timers.staged
+            if not staged:  # the first since the last sweep: have one within a tick
+                timers.wake_at(now + TICK if now + TICK < deadline else deadline)
+            elif deadline < timers._target:
+                timers.wake_at(deadline)
+            staged.append(c)
         return await wait_task_rescheduled(c._abort)
 
     def cast_nowait(self, message: object) -> None:
@@ -652,42 +664,167 @@ class ServerRef(Stoppable):
 
     # ---------------------------------------------------------- incarnations
 
-    async def _run_standalone(
+    async def _run(
         self,
-        boot: int = 0,  # _BOOT_INIT
+        boot: int = 0,  # _BOOT_INIT; a supervisor passes its restore flag (0/1)
+        supervised: bool = False,
         task_status: trio.TaskStatus[ServerRef | None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Standalone server: restart in this task like a transient child (3 in 5 s)."""
+        """Every incarnation of this server that runs in this task.
+
+        Standalone, it restarts here like a transient child (3 in 5 s);
+        supervised, it restarts here only when its supervisor allows it on the
+        spot (`Supervisor._restart_inline`) and otherwise reports the exit. One
+        coroutine frame above `_serve`: an idle server's memory counts.
+        """
+        # the TaskStatus holds nursery.start's temporary nursery: no frame may
+        # keep it once started (see _take_boot_status)
+        self._boot_status = task_status
+        del task_status
+        first = boot != _BOOT_RESUME
         try:
             while True:
-                started, reason, exc = await self._incarnation(boot, task_status)
+                self._task = current_task()
+                self._resuming = False
+                if boot != _BOOT_RESUME:
+                    self._killed = False
+                scope = self._scope = trio.CancelScope()
+                _current_server.set(self)  # this task's own context: no reset needed
+                started = False
+                reason: object = IGNORE
+                exc: BaseException | None = None
+                try:
+                    with scope:
+                        booted = await self._boot(boot)
+                        if booted is not None:
+                            started = True
+                            server, state, opts = booted
+                            reason = await self._serve(server, state, opts)
+                            if reason is _HIBERNATE:
+                                self._server = server
+                                self._hibernating = True
+                                _anchor(self)
+                except Exception as e:  # a crash: everything a callback raises
+                    reason = exc = e
+                finally:
+                    self._end_task()
+                if scope.cancelled_caught:
+                    reason, exc = KILLED, None
                 if reason is _HIBERNATE:
                     return
-                if not started:
-                    self._finalize(reason)
-                    if reason is IGNORE:
-                        task_status.started(None)
-                        return
-                    if self._start_timer == -1:
-                        reason = "timeout"
-                    raise StartError(self._cls.__qualname__, reason) from exc
-                task_status = trio.TASK_STATUS_IGNORED
-                if self._for_good or is_normal(reason):
-                    self._finalize(reason)
+                self._incarnation_ended(reason)
+                if supervised:
+                    boot = self._next_supervised(started, first, reason, exc)
+                else:
+                    boot = self._next_standalone(started, reason, exc)
+                if boot < 0:
                     return
-                intensity = self._intensity
-                if intensity is None:
-                    intensity = self._intensity = Intensity(3, 5.0)
-                if intensity.add(trio.current_time()):
-                    self._finalize(reason)
-                    if exc is not None:
-                        raise exc
-                    raise RestartIntensityExceeded(repr(self), intensity.count, 5.0)
-                self._restarts += 1
-                boot = _BOOT_RESTORE if self._preserve and self._keeper.has_state else _BOOT_INIT
+                first = False
         except BaseException:
-            self._finalize(KILLED)
+            if not supervised:
+                self._finalize(KILLED)
             raise
+
+    @property
+    def _run_supervised(self) -> Callable[..., Awaitable[None]]:
+        """What a supervisor starts: ``_run(restore, supervised=True)``."""
+        return partial(self._run, supervised=True)
+
+    async def _boot(self, boot: int) -> tuple[GenServer, object, _Opts | None] | None:
+        """Init, restore or resume; None when ``init``/``restore`` returned IGNORE."""
+        if boot == _BOOT_RESUME:
+            server, self._server = self._server, None
+            assert server is not None
+            if self._killed:
+                self._scope.cancel()  # type: ignore[union-attr]
+            return server, self._keeper.state, None
+        server = self._cls()
+        if boot == _BOOT_RESTORE:
+            result = await server.restore(self._keeper.state)
+            where = "restore"
+        else:
+            result = await server.init(*self._args)
+            where = "init"
+        if result is IGNORE:
+            return None
+        if type(result) is Init:
+            state, opts = result.state, result._opts
+        elif type(result) in (Reply, NoReply, Stop):
+            raise InvalidReturn(where, result, "a state, tp.Init or tp.IGNORE")
+        else:
+            state, opts = result, None
+        self._keeper.state = state
+        self._status = RUNNING
+        if self._start_timer > 0:
+            self._cancel_timer(self._start_timer)
+        self._start_timer = 0
+        self._take_boot_status().started(self)
+        return server, state, opts
+
+    def _end_task(self) -> None:
+        """The incarnation's task part ended (or went into hibernation)."""
+        self._task = None
+        self._scope = None
+        self._waiter = None
+        if not self._hibernating:
+            ended, self._ended = self._ended, None
+            if ended is not None:
+                ended.set()
+            if self._idle_handle:
+                self._timers.cancel(self._idle_handle)
+                self._idle_handle = 0
+
+    def _incarnation_ended(self, reason: object) -> None:
+        """Callers that can no longer be answered learn why."""
+        if not self._preserve and self._on_reset is not None:
+            # a non-preserving restart is a fresh process: what it registered goes
+            self._run_hooks("_on_reset")
+        current = self._current
+        if current is not None:
+            self._current = None
+            current._fail(reason)
+        if self._deferred and not self._preserve:
+            self._fail_deferred(reason)  # nobody left who could answer them
+
+    def _next_standalone(self, started: bool, reason: object, exc: BaseException | None) -> int:
+        """Restart here (the next boot mode), end (-1), or raise into the nursery."""
+        if not started:
+            self._finalize(reason)
+            if reason is IGNORE:
+                self._take_boot_status().started(None)
+                return -1
+            if self._start_timer == -1:
+                reason = "timeout"
+            raise StartError(self._cls.__qualname__, reason) from exc
+        if self._for_good or is_normal(reason):
+            self._finalize(reason)
+            return -1
+        intensity = self._intensity
+        if intensity is None:
+            intensity = self._intensity = Intensity(3, 5.0)
+        if intensity.add(trio.current_time()):
+            self._finalize(reason)
+            if exc is not None:
+                raise exc
+            raise RestartIntensityExceeded(repr(self), intensity.count, 5.0)
+        self._restarts += 1
+        return _BOOT_RESTORE if self._preserve and self._keeper.has_state else _BOOT_INIT
+
+    def _next_supervised(self, started: bool, first: bool, reason: object, exc: BaseException | None) -> int:
+        """Restart here when the supervisor allows it at once; else report (-1)."""
+        if not started and first:
+            if reason is IGNORE:
+                self._finalize("normal")
+                self._take_boot_status().started(None)
+                return -1
+            raise StartError(self._cls.__qualname__, reason) from exc
+        if not started and reason is IGNORE:
+            reason = "normal"  # restore() returned IGNORE: the server ends
+        self._status = RESTARTING
+        boot: int = self._controller._restart_inline(self, reason) if started else -1
+        if boot < 0:
+            self._controller._child_exited(self, self._restarts, reason)
+        return boot
 
     def _fire(self) -> None:
         """The start timeout (a wheel entry): a server still in ``init`` is killed."""
@@ -695,113 +832,18 @@ class ServerRef(Stoppable):
             self._start_timer = -1
             self.kill()
 
-    async def _run_supervised(
-        self, restore: bool, task_status: trio.TaskStatus[ServerRef | None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """One incarnation under a supervisor, which is told how it ended."""
-        await self._supervised(_BOOT_RESTORE if restore else _BOOT_INIT, task_status)
-
-    async def _supervised(self, boot: int, task_status: trio.TaskStatus[ServerRef | None]) -> None:
-        started, reason, exc = await self._incarnation(boot, task_status)
-        if reason is _HIBERNATE:
-            return
-        if not started:
-            if reason is IGNORE:
-                self._finalize("normal")
-                task_status.started(None)
-                return
-            raise StartError(self._cls.__qualname__, reason) from exc
-        self._status = RESTARTING
-        self._controller._child_exited(self, self._restarts, reason)
-
     def _resume(self) -> None:
         """A message (or a kill) for a hibernating server: give it a fresh task."""
         self._hibernating = False
         self._resuming = True
         nursery = self._nursery
         assert nursery is not None
-        if self._controller is None:
-            nursery.start_soon(self._run_standalone, _BOOT_RESUME)
-        else:
-            nursery.start_soon(self._supervised, _BOOT_RESUME, trio.TASK_STATUS_IGNORED)
+        nursery.start_soon(partial(self._run, _BOOT_RESUME, self._controller is not None))
         _unanchor(self)
 
-    async def _incarnation(
-        self, boot: int, task_status: trio.TaskStatus[ServerRef | None]
-    ) -> tuple[bool, object, BaseException | None]:
-        """Boot (init, restore or resume) and serve once; returns (started, reason, exception)."""
-        self._task = current_task()
-        self._resuming = False
-        if boot != _BOOT_RESUME:
-            self._killed = False
-        scope = self._scope = trio.CancelScope()
-        token = _current_server.set(self)
-        started = False
-        reason: object = None
-        exc: BaseException | None = None
-        try:
-            with scope:
-                if boot == _BOOT_RESUME:
-                    server, self._server = self._server, None
-                    assert server is not None
-                    state, opts = self._keeper.state, None
-                    started = True
-                    if self._killed:
-                        scope.cancel()
-                else:
-                    server = self._cls()
-                    if boot == _BOOT_RESTORE:
-                        result = await server.restore(self._keeper.state)
-                        where = "restore"
-                    else:
-                        result = await server.init(*self._args)
-                        where = "init"
-                    if result is IGNORE:
-                        return False, IGNORE, None
-                    if type(result) is Init:
-                        state, opts = result.state, result._opts
-                    elif type(result) in (Reply, NoReply, Stop):
-                        raise InvalidReturn(where, result, "a state, tp.Init or tp.IGNORE")
-                    else:
-                        state, opts = result, None
-                    self._keeper.state = state
-                    self._status = RUNNING
-                    if self._start_timer > 0:
-                        self._cancel_timer(self._start_timer)
-                    self._start_timer = 0
-                    started = True
-                    task_status.started(self)
-                reason = await self._serve(server, state, opts)
-                if reason is _HIBERNATE:
-                    self._server = server
-                    self._hibernating = True
-                    _anchor(self)
-        except Exception as e:  # a crash: everything a callback raises
-            reason = exc = e
-        finally:
-            _current_server.reset(token)
-            self._task = None
-            self._scope = None
-            self._waiter = None
-            if not self._hibernating:
-                ended, self._ended = self._ended, None
-                if ended is not None:
-                    ended.set()
-                if self._idle_handle:
-                    self._timers.cancel(self._idle_handle)
-                    self._idle_handle = 0
-        if scope.cancelled_caught:
-            reason, exc = KILLED, None
-        if not self._preserve and reason is not _HIBERNATE and self._on_reset is not None:
-            # a non-preserving restart is a fresh process: what it registered goes
-            self._run_hooks("_on_reset")
-        current = self._current
-        if current is not None:
-            self._current = None
-            current._fail(reason)
-        if self._deferred and not self._preserve and reason is not _HIBERNATE:
-            self._fail_deferred(reason)  # nobody left who could answer them
-        return started, reason, exc
+    def _take_boot_status(self) -> trio.TaskStatus[ServerRef | None]:
+        status, self._boot_status = self._boot_status, trio.TASK_STATUS_IGNORED
+        return status
 
     def _fail_deferred(self, reason: object) -> None:
         for call in list(self._deferred):

@@ -60,7 +60,7 @@ async def start_server(
         # a wheel entry, not a cancel scope: it kills a server still in init
         timers = ref._timers
         ref._start_timer = timers.add(timers.now() + timeout, ref)
-    return await nursery.start(ref._run_standalone)
+    return await nursery.start(ref._run)
 
 
 @final

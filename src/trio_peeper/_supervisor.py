@@ -437,6 +437,42 @@ class Supervisor(Stoppable):
         if child.handle is not None and not child.handle._is_stopped():
             child.handle._finalize(SHUTDOWN)
 
+    def _restart_inline(self, handle: ServerRef, reason: object) -> int:
+        """May this crashed one_for_one child restart in its own task right now?
+
+        Sync, under the lock taken without waiting: only when nothing else
+        holds it, the child is restartable and the intensity allows it.
+        Returns the boot mode, or -1 to go through the control task instead.
+        """
+        if (self._strategy != "one_for_one" and not self._dynamic) or handle._for_good:
+            return -1
+        if self._failure is not None or self._auto_done:
+            return -1
+        spec_restart = None
+        for child in self._children:
+            if child.handle is handle:
+                if child.status != RUNNING:
+                    return -1
+                spec_restart = child.spec.restart
+                break
+        if spec_restart is None or not (
+            spec_restart == "permanent" or (spec_restart == "transient" and not is_normal(reason))
+        ):
+            return -1
+        try:
+            self._lock.acquire_nowait()
+        except trio.WouldBlock:
+            return -1
+        try:
+            now = trio.current_time()
+            if self._intensity.would_exceed(now):
+                return -1
+            self._intensity.add(now)
+            handle._restarts += 1
+            return 1 if self._preserving(handle) else 0  # _BOOT_RESTORE / _BOOT_INIT
+        finally:
+            self._lock.release()
+
     def _child_exited(self, handle: Any, incarnation: int, reason: object) -> None:
         """Called (sync) by a child's wrapper when its incarnation ended."""
         self._events.send_nowait((handle, incarnation, reason))

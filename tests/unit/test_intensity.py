@@ -37,3 +37,13 @@ def test_zero_restarts_means_the_first_restart_gives_up() -> None:
 def test_bad_flags_are_named(max_restarts: object, max_seconds: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Intensity(max_restarts, max_seconds)  # type: ignore[arg-type]
+
+
+def test_would_exceed_predicts_add_without_recording() -> None:
+    window = Intensity(2, 5.0)
+    window.add(0.0)
+    window.add(1.0)
+    assert window.would_exceed(2.0) is True
+    assert window.count == 2  # nothing recorded
+    assert window.would_exceed(5.5) is False  # the restart at 0.0 left the window
+    assert window.add(5.5) is False

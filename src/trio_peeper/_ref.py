@@ -114,7 +114,7 @@ class _Call:
     def _settle(self) -> None:
         self.task = None
         if self.timer:
-            self.ref._cancel_timer(self.timer)
+            self.ref._timers.cancel_handle(self.timer)
         if self.deferred:
             self.deferred = False
             self.ref._deferred.discard(self)  # type: ignore[union-attr]
@@ -334,13 +334,11 @@ class ServerRef(Stoppable):
         "_mailbox",
         "_name",
         "_nursery",
-        "_options",
         "_preserve",
         "_restarts",
         "_resuming",
         "_room",
         "_rt",
-        "_cancel_timer",
         "_scope",
         "_server",
         "_start_timer",
@@ -371,13 +369,11 @@ class ServerRef(Stoppable):
         rt = current_runtime()
         self._rt: Runtime = rt
         self._timers: Timers = rt.timers
-        self._cancel_timer = self._timers.wheel.cancel  # hot: every call with a deadline
         self._boot_status: trio.TaskStatus[ServerRef | None] = trio.TASK_STATUS_IGNORED
         self._start_timer = 0  # wheel handle of the start timeout; -1 once it fired
         self._intensity: Intensity | None = None  # standalone only, made on the first crash
         self._cls = server_class
         self._args = args
-        self._options = options
         self._preserve = bool(options["preserve"])
         size = options["mailbox_size"]
         self._limit = _NO_LIMIT if size is None else size
@@ -756,7 +752,7 @@ class ServerRef(Stoppable):
         self._keeper.state = state
         self._status = RUNNING
         if self._start_timer > 0:
-            self._cancel_timer(self._start_timer)
+            self._timers.cancel_handle(self._start_timer)
         self._start_timer = 0
         self._take_boot_status().started(self)
         return server, state, opts

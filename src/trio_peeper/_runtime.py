@@ -50,12 +50,13 @@ class Staged(Fires, Protocol):
 class Timers:
     """The run's timer wheel and the task that fires it."""
 
-    __slots__ = ("_scope", "_target", "now", "staged", "wheel")
+    __slots__ = ("_scope", "_target", "cancel_handle", "now", "staged", "wheel")
 
     def __init__(self) -> None:
         # the run's clock, read directly (trio.current_time() looks the run up each time)
         self.now = trio.lowlevel.current_clock().current_time
         self.wheel = _fastcore.TimerWheel(resolution=0.01, slots=1024, now=self.now())
+        self.cancel_handle = self.wheel.cancel  # bound once: hot for calls still waiting after a tick
         self._scope: trio.CancelScope | None = None
         self._target = math.inf  # when the timer task wakes next
         self.staged: list[Staged] = []  # calls with a deadline, not yet in the wheel

@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from _twins import Poison, twin_fixture, twins
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -28,30 +29,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-TWINS = {"cython": "_fastcore._ring", "python": "_fastcore._ring_py"}
-
-
-@pytest.fixture(params=sorted(TWINS), scope="module")
-def ring(request: pytest.FixtureRequest) -> ModuleType:
-    return importlib.import_module(TWINS[request.param])
-
-
-class Poison:
-    """An item whose ``__eq__`` and ``__hash__`` raise: a ring must never call them."""
-
-    __slots__ = ("__weakref__", "n")
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __eq__(self, other: object) -> bool:
-        raise AssertionError("a ring compared an item")
-
-    def __hash__(self) -> int:
-        raise AssertionError("a ring hashed an item")
-
-    def __repr__(self) -> str:
-        return f"Poison({self.n})"
+TWINS = twins("ring")
+ring = twin_fixture("ring")
 
 
 # ---- model-based: a Ring behaves as a deque (identity of every item) ----

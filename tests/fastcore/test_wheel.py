@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from _twins import Poison, twin_fixture, twins
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -25,30 +26,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-TWINS = {"cython": "_fastcore._wheel", "python": "_fastcore._wheel_py"}
-
-
-@pytest.fixture(params=sorted(TWINS), scope="module")
-def wheel(request: pytest.FixtureRequest) -> ModuleType:
-    return importlib.import_module(TWINS[request.param])
-
-
-class Poison:
-    """An item whose ``__eq__`` and ``__hash__`` raise: a wheel must never call them."""
-
-    __slots__ = ("__weakref__", "n")
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __eq__(self, other: object) -> bool:
-        raise AssertionError("a wheel compared an item")
-
-    def __hash__(self) -> int:
-        raise AssertionError("a wheel hashed an item")
-
-    def __repr__(self) -> str:
-        return f"Poison({self.n})"
+TWINS = twins("wheel")
+wheel = twin_fixture("wheel")
 
 
 def _earliest(pending: dict[int, tuple[float, Poison]]) -> float:

@@ -33,7 +33,17 @@ ring = Extension(
 ring.cython_directives = {"linetrace": DEBUG}  # type: ignore[attr-defined]
 ring.cython_c_in_temp = True  # type: ignore[attr-defined]
 
+table = Extension(
+    "_fastcore._table",
+    ["src/_fastcore/_table.pyx"],
+    depends=["src/_fastcore/_table.pxd"],
+    extra_compile_args=compile_args,
+    define_macros=[("CYTHON_TRACE_NOGIL", "1")] if DEBUG else [],
+)
+table.cython_directives = {"linetrace": DEBUG}  # type: ignore[attr-defined]
+table.cython_c_in_temp = True  # type: ignore[attr-defined]
+
 setup(
-    ext_modules=[ring],
+    ext_modules=[ring, table],
     cffi_modules=["src/_fastcore/_wheel_build.py:ffibuilder"],
 )

@@ -8,8 +8,9 @@ EXPORTED = sorted(
     ChildSpec Down GenServer IGNORE Init InvalidReturn KILLED MaxChildren Monitor NO_REPLY NoProc
     NoReply PeeperError Registry Reply RestartIntensityExceeded SHUTDOWN ServerExited ServerRef
     Shutdown StartError Statistics Stop StorageError Supervisor SyncFailed TIMEOUT TableDeleted
-    TaskRef Timer VersionError Via call cast child current_server dynamic_supervisor is_normal
-    open_dynamic_supervisor open_supervisor reply send send_after start_server supervisor whereis
+    Table TableTransfer TaskRef Timer VersionError Via call cast child current_server dynamic_supervisor
+    is_normal open_dynamic_supervisor open_supervisor pdict reply send send_after start_server supervisor
+    transfer whereis whereis_table
     """.split()
 )
 

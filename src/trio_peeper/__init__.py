@@ -38,10 +38,12 @@ from ._messages import Reply as Reply
 from ._messages import Shutdown as Shutdown
 from ._messages import Statistics as Statistics
 from ._messages import Stop as Stop
+from ._messages import TableTransfer as TableTransfer
 from ._messages import is_normal as is_normal
 from ._ref import Monitor as Monitor
 from ._ref import ServerRef as ServerRef
 from ._ref import current_server as current_server
+from ._ref import pdict as pdict
 from ._ref import reply as reply
 from ._registry import Registry as Registry
 from ._registry import Via as Via
@@ -56,6 +58,9 @@ from ._supervisor import Supervisor as Supervisor
 from ._supervisor import TaskRef as TaskRef
 from ._supervisor import open_dynamic_supervisor as open_dynamic_supervisor
 from ._supervisor import open_supervisor as open_supervisor
+from ._supervisor import transfer as transfer
+from ._tables import Table as Table
+from ._tables import whereis_table as whereis_table
 
 __version__ = "0.1.0"
 

@@ -258,6 +258,12 @@ Down = record(
     "Info message: a monitored server stopped for good with *reason*.",
     __name__,
 )
+TableTransfer = record(
+    "TableTransfer",
+    ("table", "from_ref", "data"),
+    "Info message: this server now owns *table* (given away by, or inherited from, *from_ref*).",
+    __name__,
+)
 ChildInfo = record(
     "ChildInfo",
     ("id", "ref", "type", "restart", "status"),

@@ -18,6 +18,7 @@ Hot path (enqueue -> dequeue -> dispatch -> handler -> commit -> reply):
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from contextvars import ContextVar
@@ -33,6 +34,8 @@ from trio.lowlevel import (
     reschedule,
     wait_task_rescheduled,
 )
+
+from _fastcore import SCALARS, detach
 
 from ._errors import (
     CallingSelf,
@@ -64,7 +67,10 @@ from ._util import final
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
 
+    from _fastcore import Journal
+
     from ._genserver import GenServer
+    from ._keeper import Keeper
     from ._messages import _Opts
     from ._runtime import Runtime, Timers
 
@@ -88,7 +94,10 @@ _BOOT_RESTORE: Final = 1
 _BOOT_RESUME: Final = 2  # after hibernation: same state, same server instance
 
 _HIBERNATE: Final = object()  # _serve's result when the server gives up its task
+_MOVED: Final = object()  # _serve's result when tp.transfer takes it to another supervisor
 _NO_LIMIT: Final = 1 << 62
+
+log = logging.getLogger("trio_peeper")
 
 _current_server: ContextVar[ServerRef | None] = ContextVar("trio_peeper.current_server", default=None)
 
@@ -162,6 +171,39 @@ def reply(caller: object, value: object) -> None:
         msg = f"reply() needs the caller argument of handle_call, got {caller!r}"
         raise TypeError(msg)
     caller._answer(value)
+
+
+@final
+class _Hooks:
+    """A server's listener, its hooks looked up once; a hook that raises is logged, never fatal."""
+
+    __slots__ = ("_crash", "_restart", "_terminate", "changed", "listener")
+
+    def __init__(self, listener: object) -> None:
+        self.listener = listener
+        self.changed: Callable[[object, object], object] | None = getattr(listener, "on_state_changed", None)
+        self._terminate = getattr(listener, "on_terminate", None)
+        self._crash = getattr(listener, "on_crash", None)
+        self._restart = getattr(listener, "on_restart", None)
+
+    def _call(self, hook: Callable[..., object] | None, *args: object) -> None:
+        if hook is not None:
+            try:
+                hook(*args)
+            except Exception:
+                log.exception("listener %r failed in %s", self.listener, getattr(hook, "__name__", hook))
+
+    def state_changed(self, old: object, new: object) -> None:
+        self._call(self.changed, old, new)
+
+    def terminated(self, reason: object, state: object) -> None:
+        self._call(self._terminate, reason, detach(state))
+
+    def crashed(self, exc: BaseException, state: object) -> None:
+        self._call(self._crash, exc, detach(state))
+
+    def restarted(self, state: object, restarts: int) -> None:
+        self._call(self._restart, detach(state), restarts)
 
 
 @final
@@ -325,11 +367,14 @@ class ServerRef(Stoppable):
         "_for_good",
         "_handled",
         "_hibernating",
+        "_hooks",
         "_idle",
         "_idle_handle",
         "_intensity",
         "_keeper",
+        "_keep_tables",
         "_killed",
+        "_moving",
         "_limit",
         "_mailbox",
         "_name",
@@ -343,6 +388,7 @@ class ServerRef(Stoppable):
         "_server",
         "_start_timer",
         "_status",
+        "_tables",
         "_task",
         "_timers",
         "_waiter",
@@ -377,7 +423,9 @@ class ServerRef(Stoppable):
         self._preserve = bool(options["preserve"])
         size = options["mailbox_size"]
         self._limit = _NO_LIMIT if size is None else size
-        self._keeper = Keeper()
+        self._keeper = Keeper(self, self._preserve)
+        listener = options["listener"]
+        self._hooks = None if listener is None else _Hooks(listener)
         self._mailbox = self._keeper.mailbox
         self._status = STARTING
         self._task: trio.lowlevel.Task | None = None
@@ -391,6 +439,9 @@ class ServerRef(Stoppable):
         self._controller: Any = None
         self._for_good = False
         self._killed = False
+        self._moving = False  # tp.transfer asked this incarnation to give up its task
+        self._tables: list[Any] | None = None  # tables this server owns
+        self._keep_tables = bool(options["keep_tables"])
         self._hibernating = False
         self._resuming = False
         self._server: GenServer | None = None
@@ -696,8 +747,9 @@ class ServerRef(Stoppable):
                             started = True
                             server, state, opts = booted
                             reason = await self._serve(server, state, opts)
+                            if reason is _HIBERNATE or reason is _MOVED:
+                                self._server = server  # resumed later, as it is
                             if reason is _HIBERNATE:
-                                self._server = server
                                 self._hibernating = True
                                 _anchor(self)
                 except Exception as e:  # a crash: everything a callback raises
@@ -706,7 +758,7 @@ class ServerRef(Stoppable):
                     self._end_task()
                 if scope.cancelled_caught:
                     reason, exc = KILLED, None
-                if reason is _HIBERNATE:
+                if reason is _HIBERNATE or reason is _MOVED:
                     return
                 self._incarnation_ended(reason)
                 if supervised:
@@ -735,21 +787,39 @@ class ServerRef(Stoppable):
                 self._scope.cancel()  # type: ignore[union-attr]
             return server, self._keeper.state, None
         server = self._cls()
+        keeper = self._keeper
+        j = keeper.journal
         if boot == _BOOT_RESTORE:
-            result = await server.restore(self._keeper.state)
+            if j is not None:
+                j.begin()
+            try:
+                result = await server.restore(keeper.state)
+            except BaseException:
+                if j is not None:
+                    j.rollback()
+                raise
             where = "restore"
         else:
             result = await server.init(*self._args)
             where = "init"
         if result is IGNORE:
+            if j is not None and j.active:
+                j.rollback()
             return None
         if type(result) is Init:
             state, opts = result.state, result._opts
         elif type(result) in (Reply, NoReply, Stop):
+            if j is not None and j.active:
+                j.rollback()
             raise InvalidReturn(where, result, "a state, tp.Init or tp.IGNORE")
         else:
             state, opts = result, None
-        self._keeper.state = state
+        if j is not None and j.active:
+            state = self._store(state)
+        else:
+            state = keeper.adopt(state)
+        if self._hooks is not None and boot == _BOOT_RESTORE:
+            self._hooks.restarted(state, self._restarts)
         self._status = RUNNING
         if self._start_timer > 0:
             self._timers.cancel_handle(self._start_timer)
@@ -770,11 +840,31 @@ class ServerRef(Stoppable):
                 self._timers.cancel(self._idle_handle)
                 self._idle_handle = 0
 
+    def _own_table(self, table: Any) -> None:
+        if self._tables is None:
+            self._tables = []
+        self._tables.append(table)
+
+    def _disown_table(self, table: Any) -> None:
+        if self._tables is not None and table in self._tables:
+            self._tables.remove(table)
+
+    def _tables_lost(self) -> None:
+        """Its tables go to their heirs, or are deleted."""
+        if self._tables:
+            for table in list(self._tables):
+                table._owner_lost(self)
+
     def _incarnation_ended(self, reason: object) -> None:
-        """Callers that can no longer be answered learn why."""
-        if not self._preserve and self._on_reset is not None:
-            # a non-preserving restart is a fresh process: what it registered goes
-            self._run_hooks("_on_reset")
+        """Callers that can no longer be answered learn why; a fresh process forgets."""
+        if not self._keep_tables:
+            self._tables_lost()
+        if not self._preserve:
+            # a non-preserving restart is a fresh process: its dictionary and
+            # what it registered go
+            self._keeper.pdict = None
+            if self._on_reset is not None:
+                self._run_hooks("_on_reset")
         current = self._current
         if current is not None:
             self._current = None
@@ -846,8 +936,27 @@ class ServerRef(Stoppable):
             call._fail(reason)
 
     async def _serve(self, server: GenServer, state: object, opts: _Opts | None) -> object:
-        """The receive/dispatch loop; returns the exit reason of a graceful exit."""
+        """The receive/dispatch loop; returns the exit reason of a graceful exit.
+
+        Every callback of a preserving server is a transaction on its journal:
+        ``begin()`` before, `_store` commits after a valid return, and anything
+        escaping this loop (a raise, an invalid return, a kill) rolls back the
+        open transaction, so the keeper holds exactly the last committed state.
+        """
         keeper = self._keeper
+        j = keeper.journal
+        try:
+            return await self._loop(server, state, opts, keeper, j)
+        except BaseException as e:
+            if j is not None and j.active:
+                j.rollback()
+            if self._hooks is not None and isinstance(e, Exception):
+                self._hooks.crashed(e, keeper.state)
+            raise
+
+    async def _loop(
+        self, server: GenServer, state: object, opts: _Opts | None, keeper: Keeper, j: Journal | None
+    ) -> object:
         ring = self._mailbox
         task = self._task
         handle_call = server.handle_call
@@ -855,6 +964,7 @@ class ServerRef(Stoppable):
         handle_info = server.handle_info
         park = self._park_abort
         timers = self._timers
+        hooks = self._hooks
         budget = _BUDGET
         while True:
             idle = None
@@ -865,14 +975,14 @@ class ServerRef(Stoppable):
                 arg = opts.continue_
                 if arg is None:
                     break
+                old = self._before(state)
                 result = await server.handle_continue(arg, state)
                 rt = type(result)
                 if rt is NoReply:
-                    state = keeper.state = result.state
-                    keeper.commits += 1
+                    state = self._commit(result.state, old)
                     opts = result._opts
                 elif rt is Stop:
-                    return await self._stop_with(server, result, None)
+                    return await self._stop_with(server, result, None, old)
                 else:
                     raise InvalidReturn("handle_continue", result, _OTHER_RESULTS)
             else:
@@ -894,6 +1004,8 @@ class ServerRef(Stoppable):
                     if self._idle_handle:
                         timers.cancel(self._idle_handle)
                         self._idle_handle = 0
+                    if self._moving:
+                        return _MOVED  # woken by tp.transfer, not by a message
                 budget = _BUDGET
             elif budget:
                 budget -= 1
@@ -902,23 +1014,29 @@ class ServerRef(Stoppable):
                 await checkpoint()
             if self._killed:
                 await checkpoint()  # raises Cancelled: the kill wins over queued messages
+            if self._moving:
+                return _MOVED  # tp.transfer: stop at this message boundary, nothing lost
             tag, payload = ring.pop()
             self._handled += 1
             if self._room:
                 self._release_room()
+            old = None if hooks is None else self._before(state)
+            if j is not None:
+                j.begin()
             if tag is _CALL:
                 self._current = payload
                 result = await handle_call(payload.request, payload, state)
                 rt = type(result)
                 if rt is Reply:
-                    state = keeper.state = result.state
-                    keeper.commits += 1
+                    state = self._commit(result.state, old)
                     self._current = None
-                    payload._answer(result.value)
+                    value = result.value
+                    if j is not None and type(value) not in SCALARS:
+                        value = detach(value)  # a reply never exposes the live state
+                    payload._answer(value)
                     opts = result._opts
                 elif rt is NoReply:
-                    state = keeper.state = result.state
-                    keeper.commits += 1
+                    state = self._commit(result.state, old)
                     self._current = None
                     if payload.task is not None:  # deferred: tracked until answered
                         payload.deferred = True
@@ -927,7 +1045,7 @@ class ServerRef(Stoppable):
                         self._deferred.add(payload)
                     opts = result._opts
                 elif rt is Stop:
-                    return await self._stop_with(server, result, payload)
+                    return await self._stop_with(server, result, payload, old)
                 else:
                     raise InvalidReturn("handle_call", result, _CALL_RESULTS)
             elif tag is _CAST or tag is _INFO:
@@ -937,25 +1055,73 @@ class ServerRef(Stoppable):
                     result = await handle_info(payload, state)
                 rt = type(result)
                 if rt is NoReply:
-                    state = keeper.state = result.state
-                    keeper.commits += 1
+                    state = self._commit(result.state, old)
                     opts = result._opts
                 elif rt is Stop:
-                    return await self._stop_with(server, result, None)
+                    return await self._stop_with(server, result, None, old)
                 else:
                     where = "handle_cast" if tag is _CAST else "handle_info"
                     raise InvalidReturn(where, result, _OTHER_RESULTS)
             else:  # _STOP: a graceful stop request, for good
                 await server.terminate(payload, state)
+                if j is not None:
+                    j.rollback()  # terminate's changes are not kept: the state is left as committed
+                if hooks is not None:
+                    hooks.terminated(payload, keeper.state)
                 return payload
 
-    async def _stop_with(self, server: GenServer, stop: Stop, caller: _Call | None) -> object:
-        state = self._keeper.state = stop.state
+    def _before(self, state: object) -> object:
+        """What ``on_state_changed`` will get as *old* (a copy if the state is tracked)."""
+        hooks = self._hooks
+        if hooks is None or hooks.changed is None:
+            return None
+        return detach(state) if self._keeper.journal is not None else state
+
+    def _store(self, new: object) -> object:
+        """Make *new* the committed state: commit the journal's transaction; returns what is kept."""
+        keeper = self._keeper
+        j = keeper.journal
+        if j is not None:
+            if new is not j.root:
+                new = j.adopt_root(new)
+            j.commit()
+        keeper.state = new
+        return new
+
+    def _commit(self, new: object, old: object) -> object:
+        """A callback returned *new*: store it, count the commit, tell the listener."""
+        prior = self._keeper.state
+        new = self._store(new)
         self._keeper.commits += 1
+        hooks = self._hooks
+        if hooks is not None and hooks.changed is not None:
+            j = self._keeper.journal
+            if j is not None:
+                changed = bool(j._changed) and not (
+                    new is not prior and type(new) in SCALARS and new == prior
+                )
+            else:
+                changed = new is not prior
+            if changed:
+                hooks.state_changed(old, detach(new))
+        return new
+
+    async def _stop_with(self, server: GenServer, stop: Stop, caller: _Call | None, old: object) -> object:
+        state = self._commit(stop.state, old)
+        j = self._keeper.journal
+        if j is not None:
+            j.begin()
         await server.terminate(stop.reason, state)
+        if j is not None:
+            j.rollback()
+        if self._hooks is not None:
+            self._hooks.terminated(stop.reason, self._keeper.state)
         if caller is not None and stop.reply is not NO_REPLY:
             self._current = None
-            caller._answer(stop.reply)
+            reply = stop.reply
+            if j is not None and type(reply) not in SCALARS:
+                reply = detach(reply)
+            caller._answer(reply)
         return stop.reason
 
     def _park_abort(self, raise_cancel: object) -> Abort:
@@ -976,6 +1142,7 @@ class ServerRef(Stoppable):
                 payload._fail(reason)
         if self._deferred:
             self._fail_deferred(reason)
+        self._tables_lost()
         if self._room:
             self._release_room_all()
         name = self._name
@@ -1013,6 +1180,23 @@ def current_server() -> ServerRef:
         msg = "current_server() called outside a server"
         raise RuntimeError(msg)
     return ref
+
+
+def pdict() -> dict[Any, Any]:
+    """The process dictionary of the current server: a plain dict that survives its restarts.
+
+    It is not transactional (a crash does not roll it back, as Erlang's
+    process dictionary); a ``preserve=False`` server gets an empty one at
+    every restart; it is dropped when the server stops for good.
+
+    Raises:
+      RuntimeError: not called from inside a server.
+    """
+    keeper = current_server()._keeper
+    d = keeper.pdict
+    if d is None:
+        d = keeper.pdict = {}
+    return d
 
 
 def current_server_or_none() -> ServerRef | None:

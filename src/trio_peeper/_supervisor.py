@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Hashable
+from functools import partial
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -27,7 +28,7 @@ from ._child_spec import ChildSpec, SupervisorSpec, check_flags, check_significa
 from ._errors import AlreadyStarted, MaxChildren, RestartIntensityExceeded, StartError
 from ._intensity import Intensity
 from ._messages import KILLED, SHUTDOWN, ChildCounts, ChildInfo, is_normal
-from ._ref import ServerRef, Stoppable
+from ._ref import _BOOT_RESUME, ServerRef, Stoppable, _unanchor
 from ._registry import claim_name, release_name
 from ._runtime import current_runtime
 from ._util import final
@@ -799,3 +800,62 @@ async def open_dynamic_supervisor(
     sup = Supervisor(True, (), flags)
     async with sup._open():
         yield sup
+
+
+async def transfer(ref: ServerRef, source: Supervisor, target: Supervisor) -> None:
+    """Move a running server from dynamic supervisor *source* to *target*.
+
+    The server finishes the callback it is in, gives up its task at that
+    message boundary (``terminate`` does not run) and resumes under *target*
+    with the same state, mailbox, tables, dictionary, name and ref; messages
+    sent meanwhile wait in its mailbox, so none is lost. A checkpoint.
+
+    Raises:
+      TypeError: *ref* is not a `ServerRef`, or a supervisor is not dynamic.
+      ValueError: *source* and *target* are the same supervisor.
+      LookupError: *ref* is not a running child of *source* (or stopped
+        before it could move). Nothing was changed.
+      MaxChildren: *target* is full. Nothing was changed.
+    """
+    if not isinstance(ref, ServerRef):
+        msg = f"transfer() moves a tp.ServerRef, got {ref!r}"
+        raise TypeError(msg)
+    for sup in (source, target):
+        if not isinstance(sup, Supervisor) or not sup._dynamic:
+            msg = f"transfer() moves between dynamic supervisors, got {sup!r}"
+            raise TypeError(msg)
+    if source is target:
+        msg = "transfer() needs two different supervisors"
+        raise ValueError(msg)
+    source._check_open()
+    target._check_open()
+    first, second = sorted((source, target), key=id)  # one lock order: no deadlock
+    async with first._lock, second._lock:
+        record = source._find(ref)
+        if record is None or record.status != RUNNING:
+            msg = f"{ref!r} is not a running child of {source!r}"
+            raise LookupError(msg)
+        if target._max_children is not None and len(target._children) >= target._max_children:
+            raise MaxChildren(target._max_children)
+        if ref._hibernating:  # no task to stop: it resumes under target
+            ref._hibernating = False
+            _unanchor(ref)
+        else:
+            ref._moving = True
+            waiter = ref._waiter
+            if waiter is not None:
+                ref._waiter = None
+                trio.lowlevel.reschedule(waiter)
+            try:
+                await ref._wait_ended()
+            finally:
+                ref._moving = False
+            if ref._server is None:  # it crashed or stopped meanwhile: the source handles that
+                msg = f"{ref!r} stopped before it could be transferred"
+                raise LookupError(msg)
+        source._children.remove(record)
+        target._children.append(record)
+        ref._controller = target
+        ref._nursery = target._nursery
+        ref._resuming = True
+        target._nursery.start_soon(partial(ref._run, _BOOT_RESUME, True))

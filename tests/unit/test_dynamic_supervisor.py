@@ -9,6 +9,7 @@ import trio
 import trio.testing
 
 import trio_peeper as tp
+from _shared import Log
 
 
 class Worker(tp.GenServer):
@@ -66,7 +67,7 @@ async def settle():
 
 
 async def test_start_child_returns_a_running_server_ref():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor() as dsup:
         assert dsup.which_children() == []
         assert dsup.count_children() == tp.ChildCounts(0, 0, 0, 0)
@@ -88,7 +89,7 @@ async def test_start_child_with_init_ignore_returns_none_and_lists_nothing():
 
 
 async def test_start_child_with_init_raising_raises_start_error_and_lists_nothing():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor() as dsup:
         with pytest.raises(tp.StartError) as info:
             await dsup.start_child(tp.child(Failing, "x"))
@@ -103,7 +104,7 @@ async def test_start_child_with_init_raising_raises_start_error_and_lists_nothin
 
 
 async def test_extra_args_are_prepended_to_the_spec_args():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor(extra_args=(log, "extra")) as dsup:
         ref = await dsup.start_child(tp.child(Worker, "spec1", "spec2"))
         assert await ref.call("state") == ("extra", ("spec1", "spec2"))
@@ -111,7 +112,7 @@ async def test_extra_args_are_prepended_to_the_spec_args():
 
 
 async def test_extra_args_are_used_again_on_every_restart():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor(extra_args=(log, "extra")) as dsup:
         ref = await dsup.start_child(tp.child(Worker, "spec", preserve=False))
         for _ in range(2):
@@ -124,7 +125,7 @@ async def test_extra_args_are_used_again_on_every_restart():
 
 
 async def test_function_child_gets_extra_args_and_is_removed_when_it_returns():
-    seen = []
+    seen = Log()
 
     async def job(prefix, arg, *, task_status=trio.TASK_STATUS_IGNORED):
         seen.append((prefix, arg))
@@ -146,7 +147,7 @@ async def test_function_child_gets_extra_args_and_is_removed_when_it_returns():
 
 
 async def test_max_children_is_enforced():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor(max_children=2) as dsup:
         await dsup.start_child(tp.child(Worker, log, "a"))
         await dsup.start_child(tp.child(Worker, log, "b"))
@@ -158,7 +159,7 @@ async def test_max_children_is_enforced():
 
 
 async def test_max_children_zero_refuses_every_child():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor(max_children=0) as dsup:
         with pytest.raises(tp.MaxChildren):
             await dsup.start_child(tp.child(Worker, log))
@@ -166,7 +167,7 @@ async def test_max_children_zero_refuses_every_child():
 
 
 async def test_max_children_has_room_again_after_a_child_terminates():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor(max_children=1) as dsup:
         first = await dsup.start_child(tp.child(Worker, log, "a", restart="temporary"))
         with pytest.raises(tp.MaxChildren):
@@ -183,7 +184,7 @@ async def test_max_children_has_room_again_after_a_child_terminates():
 
 
 async def test_ignored_and_failed_starts_take_no_slot():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor(max_children=1) as dsup:
         assert await dsup.start_child(tp.child(Ignoring)) is None
         with pytest.raises(tp.StartError):
@@ -196,7 +197,7 @@ async def test_ignored_and_failed_starts_take_no_slot():
 
 
 async def test_permanent_child_is_restarted_on_crash_and_on_normal_exit():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor() as dsup:
         ref = await dsup.start_child(tp.child(Worker, log, "p", preserve=False))
         await ref.cast("crash")
@@ -213,7 +214,7 @@ async def test_permanent_child_is_restarted_on_crash_and_on_normal_exit():
 
 @pytest.mark.parametrize("reason", ["normal", tp.SHUTDOWN, tp.Shutdown("bye")])
 async def test_transient_child_is_not_restarted_on_normal_exit_and_is_removed(reason):
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor() as dsup:
         ref = await dsup.start_child(tp.child(Worker, log, "t", restart="transient"))
         await ref.cast(("stop", reason))
@@ -229,7 +230,7 @@ async def test_transient_child_is_not_restarted_on_normal_exit_and_is_removed(re
 
 @pytest.mark.parametrize("how", ["crash", "abnormal_stop", "kill"])
 async def test_transient_child_is_restarted_on_abnormal_exit(how):
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor() as dsup:
         ref = await dsup.start_child(tp.child(Worker, log, "t", restart="transient", preserve=False))
         if how == "crash":
@@ -247,7 +248,7 @@ async def test_transient_child_is_restarted_on_abnormal_exit(how):
 
 @pytest.mark.parametrize("how", ["crash", "normal_stop", "kill"])
 async def test_temporary_child_is_never_restarted_and_is_removed(how):
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor() as dsup:
         keep = await dsup.start_child(tp.child(Worker, log, "keep"))
         ref = await dsup.start_child(tp.child(Worker, log, "tmp", restart="temporary"))
@@ -274,7 +275,7 @@ async def test_temporary_child_is_never_restarted_and_is_removed(how):
 
 
 async def test_permanent_child_stopped_for_good_by_ref_stop_is_removed():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor() as dsup:
         ref = await dsup.start_child(tp.child(Worker, log, "p"))
         await ref.stop()
@@ -286,7 +287,7 @@ async def test_permanent_child_stopped_for_good_by_ref_stop_is_removed():
 
 
 async def test_which_children_keeps_start_order_and_places_across_restarts():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor() as dsup:
         refs = [await dsup.start_child(tp.child(Worker, log, str(i))) for i in range(4)]
         refs[1].kill()
@@ -301,7 +302,7 @@ async def test_which_children_keeps_start_order_and_places_across_restarts():
 
 
 async def test_restarted_child_keeps_its_ref_and_restart_count_grows():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor(max_restarts=10) as dsup:
         ref = await dsup.start_child(tp.child(Worker, log, "k", preserve=False))
         for n in range(1, 4):
@@ -317,7 +318,7 @@ async def test_restarted_child_keeps_its_ref_and_restart_count_grows():
 
 
 async def test_nested_dynamic_supervisor_under_a_static_supervisor():
-    log = []
+    log = Log()
     async with tp.open_supervisor(tp.child(tp.dynamic_supervisor(max_children=1, extra_args=(log,)), id="dyn")) as sup:
         (row,) = sup.which_children()
         assert row.id == "dyn"
@@ -337,7 +338,7 @@ async def test_nested_dynamic_supervisor_under_a_static_supervisor():
 
 
 async def test_terminate_child_stops_it_for_good_with_shutdown_and_removes_it():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor() as dsup:
         a = await dsup.start_child(tp.child(Worker, log, "a"))
         b = await dsup.start_child(tp.child(Worker, log, "b"))
@@ -356,7 +357,7 @@ async def test_terminate_child_stops_it_for_good_with_shutdown_and_removes_it():
 
 
 async def test_terminate_child_of_an_unknown_ref_raises():
-    log = []
+    log = Log()
     async with trio.open_nursery() as nursery:
         stranger = await tp.start_server(nursery, Worker, log, "stranger")
         async with tp.open_dynamic_supervisor() as dsup:
@@ -373,7 +374,7 @@ async def test_terminate_child_of_an_unknown_ref_raises():
 
 async def test_terminate_child_waits_for_the_running_callback():
     """The stop request is a message: it never interrupts a running callback."""
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor() as dsup:
         ref = await dsup.start_child(tp.child(Worker, log, "busy", shutdown=10))
         results = []
@@ -395,7 +396,7 @@ async def test_terminate_child_waits_for_the_running_callback():
 
 
 async def test_restart_intensity_exceeded_leaves_the_async_with_as_itself():
-    log = []
+    log = Log()
     reached_end = False
     with pytest.raises(tp.RestartIntensityExceeded):
         async with tp.open_dynamic_supervisor(max_restarts=2, max_seconds=5.0) as dsup:
@@ -414,7 +415,7 @@ async def test_restart_intensity_exceeded_leaves_the_async_with_as_itself():
 
 
 async def test_restart_intensity_zero_gives_up_on_first_crash():
-    log = []
+    log = Log()
     with pytest.raises(tp.RestartIntensityExceeded) as info:
         async with tp.open_dynamic_supervisor(max_restarts=0) as dsup:
             ref = await dsup.start_child(tp.child(Worker, log, "c"))
@@ -426,7 +427,7 @@ async def test_restart_intensity_zero_gives_up_on_first_crash():
 
 
 async def test_restarts_spread_beyond_max_seconds_do_not_exceed_intensity():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor(max_restarts=1, max_seconds=2.0) as dsup:
         ref = await dsup.start_child(tp.child(Worker, log, "slowcrash"))
         for _ in range(5):
@@ -438,7 +439,7 @@ async def test_restarts_spread_beyond_max_seconds_do_not_exceed_intensity():
 
 
 async def test_temporary_and_transient_normal_exits_do_not_count_as_restarts():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor(max_restarts=0) as dsup:
         for i in range(3):
             t = await dsup.start_child(tp.child(Worker, log, f"tmp{i}", restart="temporary"))
@@ -450,7 +451,7 @@ async def test_temporary_and_transient_normal_exits_do_not_count_as_restarts():
 
 
 async def test_body_exception_propagates_as_itself_after_children_stop():
-    log = []
+    log = Log()
     with pytest.raises(KeyError, match=r"^'body'$"):
         async with tp.open_dynamic_supervisor() as dsup:
             ref = await dsup.start_child(tp.child(Worker, log, "a"))
@@ -463,7 +464,7 @@ async def test_body_exception_propagates_as_itself_after_children_stop():
 
 
 async def test_shutdown_stops_children_concurrently():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor() as dsup:
         refs = [await dsup.start_child(tp.child(Worker, log, str(i))) for i in range(3)]
         for ref in refs:
@@ -476,7 +477,7 @@ async def test_shutdown_stops_children_concurrently():
 
 
 async def test_shutdown_timeout_kills_a_slow_child():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor() as dsup:
         slow = await dsup.start_child(tp.child(Worker, log, "slow", shutdown=2.0))
         await slow.call(("term_delay", 10.0))
@@ -492,7 +493,7 @@ async def test_shutdown_timeout_kills_a_slow_child():
 
 
 async def test_shutdown_infinity_waits_for_terminate():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor() as dsup:
         ref = await dsup.start_child(tp.child(Worker, log, "patient", shutdown=math.inf))
         await ref.call(("term_delay", 30.0))
@@ -502,7 +503,7 @@ async def test_shutdown_infinity_waits_for_terminate():
 
 
 async def test_shutdown_brutal_kill_skips_terminate():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor() as dsup:
         brutal = await dsup.start_child(tp.child(Worker, log, "brutal", shutdown="brutal_kill"))
         await brutal.call(("term_delay", 5.0))
@@ -516,7 +517,7 @@ async def test_shutdown_brutal_kill_skips_terminate():
 
 
 async def test_terminate_child_respects_shutdown_timeout_and_brutal_kill():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor() as dsup:
         slow = await dsup.start_child(tp.child(Worker, log, "slow", shutdown=1.5))
         await slow.call(("term_delay", 10.0))
@@ -535,7 +536,7 @@ async def test_terminate_child_respects_shutdown_timeout_and_brutal_kill():
 
 
 async def test_name_makes_the_supervisor_findable():
-    log = []
+    log = Log()
     async with tp.open_dynamic_supervisor(name="dyn") as dsup:
         assert tp.whereis("dyn") is dsup
         assert dsup.name == "dyn"
@@ -551,7 +552,7 @@ async def test_name_makes_the_supervisor_findable():
 
 
 async def test_children_started_from_several_tasks_concurrently():
-    log = []
+    log = Log()
     refs = {}
     async with tp.open_dynamic_supervisor(max_children=20) as dsup:
 
@@ -570,7 +571,7 @@ async def test_children_started_from_several_tasks_concurrently():
 
 
 async def test_max_children_holds_under_concurrent_starts():
-    log = []
+    log = Log()
     started, refused = [], []
 
     class SlowInit(Worker):

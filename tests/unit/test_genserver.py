@@ -15,6 +15,7 @@ import trio
 import trio.testing
 
 import trio_peeper as tp
+from _shared import Log
 
 # ---------------------------------------------------------------- servers
 
@@ -284,7 +285,7 @@ async def test_call_cast_and_info_reach_their_callbacks(autojump_clock):
 
 
 async def test_stop_with_reply_runs_terminate_before_the_caller_gets_it(autojump_clock):
-    events = []
+    events = Log()
 
     class SlowTerminate(Terminating):
         async def terminate(self, reason, state):
@@ -301,7 +302,7 @@ async def test_stop_with_reply_runs_terminate_before_the_caller_gets_it(autojump
 
 
 async def test_stop_without_reply_gives_the_caller_server_exited_after_terminate(autojump_clock):
-    events = []
+    events = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Terminating, events)
         with pytest.raises(tp.ServerExited) as info:
@@ -313,7 +314,7 @@ async def test_stop_without_reply_gives_the_caller_server_exited_after_terminate
 
 
 async def test_stop_from_handle_cast_runs_terminate_with_last_state(autojump_clock):
-    events = []
+    events = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Terminating, events)
         ref.cast_nowait("inc")
@@ -343,7 +344,7 @@ async def test_handle_continue_runs_before_queued_messages(autojump_clock):
                 return tp.NoReply(log, continue_="c3")
             return tp.NoReply(log)
 
-    log = []
+    log = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Cont, log)
         ref.cast_nowait("after start")
@@ -377,7 +378,7 @@ async def test_reply_is_sent_before_handle_continue_runs(autojump_clock):
 
 
 async def test_stop_from_handle_continue(autojump_clock):
-    events = []
+    events = Log()
 
     class ContStop(Terminating):
         async def init(self, events):
@@ -413,7 +414,7 @@ class Idle(tp.GenServer):
 
 
 async def test_idle_timeout_fires_when_nothing_arrives(autojump_clock):
-    log = []
+    log = Log()
     async with trio.open_nursery() as nursery:
         await tp.start_server(nursery, Idle, log, 10)
         await trio.sleep(30)
@@ -422,7 +423,7 @@ async def test_idle_timeout_fires_when_nothing_arrives(autojump_clock):
 
 
 async def test_idle_timeout_cancelled_by_a_message(autojump_clock):
-    log = []
+    log = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Idle, log, 10)
         await trio.sleep(5)
@@ -433,7 +434,7 @@ async def test_idle_timeout_cancelled_by_a_message(autojump_clock):
 
 
 async def test_idle_timeout_counts_from_the_last_message(autojump_clock):
-    log = []
+    log = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Idle, log, 10, 10)
         await trio.sleep(5)
@@ -450,7 +451,7 @@ async def test_idle_timeout_from_a_call_reply(autojump_clock):
         async def handle_call(self, request, caller, state):
             return tp.Reply("ok", state, timeout=3)
 
-    log = []
+    log = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, CallIdle, log, None)
         await trio.sleep(2)
@@ -461,7 +462,7 @@ async def test_idle_timeout_from_a_call_reply(autojump_clock):
 
 
 async def test_idle_timeout_zero_fires_at_once(autojump_clock):
-    log = []
+    log = Log()
     async with trio.open_nursery() as nursery:
         await tp.start_server(nursery, Idle, log, 0)
         await trio.testing.wait_all_tasks_blocked()
@@ -475,7 +476,7 @@ async def test_idle_timeout_zero_yields_to_a_queued_message(autojump_clock):
             tp.current_server().cast_nowait("already queued")
             return tp.Init((log, None), timeout=0)
 
-    log = []
+    log = Log()
     async with trio.open_nursery() as nursery:
         await tp.start_server(nursery, QueueFirst, log)
         await trio.sleep(10)
@@ -600,7 +601,7 @@ async def test_default_handle_info_logs_and_ignores(autojump_clock, caplog):
 
 
 async def test_terminate_runs_on_ref_stop(autojump_clock):
-    events = []
+    events = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Terminating, events, 5)
         assert await ref.stop("bye") is None
@@ -610,7 +611,7 @@ async def test_terminate_runs_on_ref_stop(autojump_clock):
 
 
 async def test_ref_stop_default_reason_is_normal(autojump_clock):
-    events = []
+    events = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Terminating, events)
         await ref.stop()
@@ -618,7 +619,7 @@ async def test_ref_stop_default_reason_is_normal(autojump_clock):
 
 
 async def test_ref_stop_is_for_good_even_with_abnormal_reason(autojump_clock):
-    events = []
+    events = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Terminating, events, name="t")
         await ref.stop("weird")
@@ -630,7 +631,7 @@ async def test_ref_stop_is_for_good_even_with_abnormal_reason(autojump_clock):
 
 
 async def test_terminate_runs_on_supervisor_shutdown(autojump_clock):
-    events = []
+    events = Log()
     async with tp.open_supervisor(tp.child(Terminating, events, 9)) as sup:
         [info] = sup.which_children()
         ref = info.ref
@@ -640,7 +641,7 @@ async def test_terminate_runs_on_supervisor_shutdown(autojump_clock):
 
 
 async def test_terminate_does_not_run_on_kill(autojump_clock):
-    events = []
+    events = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Terminating, events, 1)
         ref.kill()
@@ -652,7 +653,7 @@ async def test_terminate_does_not_run_on_kill(autojump_clock):
 
 
 async def test_terminate_does_not_run_after_a_crash(autojump_clock):
-    events = []
+    events = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Terminating, events)
         ref.cast_nowait("crash")
@@ -663,7 +664,7 @@ async def test_terminate_does_not_run_after_a_crash(autojump_clock):
 
 
 async def test_ref_stop_inside_the_server_is_calling_self(autojump_clock):
-    events = []
+    events = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Terminating, events)
         err = await ref.call("stop-self")
@@ -675,7 +676,7 @@ async def test_ref_stop_inside_the_server_is_calling_self(autojump_clock):
 
 
 async def test_ref_stop_on_a_stopped_server_is_noproc(autojump_clock):
-    events = []
+    events = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Terminating, events)
         await ref.stop()
@@ -685,7 +686,7 @@ async def test_ref_stop_on_a_stopped_server_is_noproc(autojump_clock):
 
 
 async def test_ref_stop_timeout_kills_a_server_stuck_in_a_callback(autojump_clock):
-    events = []
+    events = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Terminating, events)
         ref.cast_nowait("hang")
@@ -699,7 +700,7 @@ async def test_ref_stop_timeout_kills_a_server_stuck_in_a_callback(autojump_cloc
 
 
 async def test_ref_stop_timeout_kills_a_server_stuck_in_terminate(autojump_clock):
-    events = []
+    events = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, HangingTerminate, events)
         await ref.stop(timeout=3)
@@ -710,7 +711,7 @@ async def test_ref_stop_timeout_kills_a_server_stuck_in_terminate(autojump_clock
 
 
 async def test_stop_request_is_handled_after_queued_messages(autojump_clock):
-    events = []
+    events = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Terminating, events)
         ref.cast_nowait("slow")
@@ -723,7 +724,7 @@ async def test_stop_request_is_handled_after_queued_messages(autojump_clock):
 
 
 async def test_call_queued_before_a_stop_is_answered(autojump_clock):
-    events = []
+    events = Log()
     got = []
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Terminating, events)
@@ -740,7 +741,7 @@ async def test_call_queued_before_a_stop_is_answered(autojump_clock):
 
 
 async def test_kill_of_a_stopped_server_does_nothing(autojump_clock):
-    events = []
+    events = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Terminating, events)
         await ref.stop()
@@ -752,7 +753,7 @@ async def test_kill_of_a_stopped_server_does_nothing(autojump_clock):
 
 
 async def test_stop_from_callback_with_abnormal_reason_restarts_standalone(autojump_clock):
-    events = []
+    events = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Terminating, events, preserve=False)
         ref.cast_nowait("inc")
@@ -813,7 +814,7 @@ async def test_crash_of_preserving_server_keeps_committed_state(autojump_clock):
     "reason", ["normal", tp.SHUTDOWN, tp.Shutdown("bye")], ids=["normal", "SHUTDOWN", "Shutdown"]
 )
 async def test_normalish_stop_from_callback_is_for_good(autojump_clock, reason):
-    events = []
+    events = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Terminating, events, name="gone")
         ref.cast_nowait(("stop", reason))

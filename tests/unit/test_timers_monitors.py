@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 import trio_peeper as tp
+from _shared import Log
 
 
 class Target(tp.GenServer):
@@ -273,7 +274,7 @@ async def test_down_survives_a_restart_of_the_watcher(autojump_clock):
 
 
 async def test_send_after_delivers_at_the_right_time(autojump_clock):
-    log = []
+    log = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Target, log)
         timer = tp.send_after(ref, "three", 3)
@@ -287,7 +288,7 @@ async def test_send_after_delivers_at_the_right_time(autojump_clock):
 
 
 async def test_send_after_zero_delivers_promptly(autojump_clock):
-    log = []
+    log = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Target, log)
         await trio.sleep(4)
@@ -298,7 +299,7 @@ async def test_send_after_zero_delivers_promptly(autojump_clock):
 
 
 async def test_send_after_by_name(autojump_clock):
-    log = []
+    log = Log()
     async with trio.open_nursery() as nursery:
         await tp.start_server(nursery, Target, log, name="timed")
         tp.send_after("timed", "by name", 2)
@@ -322,7 +323,7 @@ async def test_send_after_rejects_bad_delays(autojump_clock, delay):
 
 
 async def test_timer_cancel_prevents_delivery(autojump_clock):
-    log = []
+    log = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Target, log)
         cancelled = tp.send_after(ref, "cancelled", 2)
@@ -353,7 +354,7 @@ async def test_timers_survive_a_restart_of_the_target(autojump_clock):
 
 
 async def test_timer_to_a_stopped_server_is_dropped(autojump_clock):
-    log = []
+    log = Log()
     async with trio.open_nursery() as nursery:
         ref = await tp.start_server(nursery, Target, log)
         timer = tp.send_after(ref, "too late", 2)
@@ -364,7 +365,7 @@ async def test_timer_to_a_stopped_server_is_dropped(autojump_clock):
 
 
 async def test_timer_by_name_reaches_the_current_holder(autojump_clock):
-    first_log, second_log = [], []
+    first_log, second_log = Log(), Log()
     async with trio.open_nursery() as nursery:
         first = await tp.start_server(nursery, Target, first_log, name="slot")
         tp.send_after("slot", "for whoever holds slot", 3)

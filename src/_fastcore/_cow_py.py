@@ -1,0 +1,611 @@
+"""Pure-Python twin of ``_fastcore._cow``: transactional state with undo records and diffs.
+
+A server's state is a tree of values. Its dicts, lists and sets are *tracked*:
+subclasses (`TDict`, `TList`, `TSet`) whose mutating methods, while the
+owning `Journal` has a transaction open, write an undo record before they
+change anything and mark what changed. Reads are the builtin ones, at native
+speed, and user code sees real dicts, lists and sets.
+
+- ``begin()`` opens a transaction: O(1).
+- ``commit()`` closes it: O(1); ``changes()`` then gives the changed paths.
+- ``rollback()`` replays the undo records backwards: O(changes), and every
+  container comes back *identical* (same object, same contents).
+
+Costs are proportional to what changed, at container granularity: a dict
+records one undo entry per key written; a list or set is copied (shallow) the
+first time it is changed in a transaction.
+
+Values entering the tree are *adopted*: plain dicts/lists/sets become tracked
+copies (the state has value semantics: assigning ``state["b"] = state["a"]``
+stores a copy), tuples holding containers are rebuilt, immutable values
+(numbers, strings, bytes, None, frozensets, tuples and frozen dataclasses of
+immutables, enums, dates) are kept by reference, mutable dataclass instances
+are tracked field by field (their fields are saved at ``begin()``: O(fields)),
+and any other object is kept by reference and not tracked (a ServerRef, a
+caller, a table, your own classes: their changes are not rolled back).
+
+Paths: a change inside dicts reached from the root through dict keys only is
+reported at its exact path (the tuple of keys); a change anywhere below a list,
+a set or a dataclass is reported as the whole value at the nearest such path.
+``diff()`` maps each changed path to its current value or `DELETED`; shorter
+paths cover longer ones. ``apply(diff, old)`` replays a diff on plain values.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime
+import decimal
+import enum
+import fractions
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+__all__ = ["DELETED", "SCALARS", "Journal", "TDict", "TList", "TSet", "apply", "detach", "is_tracked"]
+
+
+class _Deleted:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DELETED"
+
+    def __reduce__(self) -> str:
+        return "DELETED"
+
+
+DELETED: Final = _Deleted()
+_MISSING: Final = object()
+
+SCALARS: Final = frozenset(
+    {
+        type(None),
+        bool,
+        int,
+        float,
+        complex,
+        str,
+        bytes,
+        range,
+        frozenset,
+        decimal.Decimal,
+        fractions.Fraction,
+        datetime.date,
+        datetime.datetime,
+        datetime.time,
+        datetime.timedelta,
+        datetime.timezone,
+        uuid.UUID,
+    }
+)
+
+# undo record kinds
+_U_KEY: Final = 0  # (kind, dict, key, old value or _MISSING)
+_U_LIST: Final = 1  # (kind, list, saved items)
+_U_SET: Final = 2  # (kind, set, saved items)
+_U_DICT: Final = 3  # (kind, dict, saved items)
+_U_FIELDS: Final = 4  # (kind, instance, saved field values)
+
+
+def _outside(j: Journal | None) -> RuntimeError:
+    owner = "a server" if j is None else repr(j.owner)
+    return RuntimeError(
+        f"the state of {owner} was changed outside its callbacks; "
+        "change it only in the server's own callbacks"
+    )
+
+
+class Journal:
+    """The transaction log of one state tree (one per server keeper)."""
+
+    __slots__ = ("_changed", "_fields", "_seen", "_undo", "active", "owner", "root")
+
+    def __init__(self, owner: object = None) -> None:
+        self.owner = owner  # for error messages
+        self.root: object = None
+        self.active = False
+        self._undo: list[tuple[Any, ...]] = []
+        # {path: None}: paths changed in the open (or last committed) transaction
+        self._changed: dict[tuple[Any, ...], None] = {}
+        self._seen: set[int] = set()  # ids of lists/sets/dicts saved whole in this transaction
+        # mutable dataclass instances in the tree: {id: (instance, anchor)}
+        self._fields: dict[int, tuple[Any, tuple[Any, ...]]] = {}
+
+    def __repr__(self) -> str:
+        return f"<Journal of {self.owner!r} active={self.active}>"
+
+    # ------------------------------------------------------------ adoption
+
+    def adopt_root(self, value: object) -> object:
+        """Make *value* the root of the tree (adopting it) and return what is stored."""
+        self._fields = {}
+        self.root = root = self.adopt(value, (), True)
+        self._changed = {(): None}  # the whole state was replaced
+        return root
+
+    def adopt(self, value: object, anchor: tuple[Any, ...], exact: bool) -> Any:
+        """The form of *value* stored in this tree at *anchor*."""
+        t = type(value)
+        if t in SCALARS:
+            return value
+        if t is TDict or t is TList or t is TSet:
+            # a container already in a tree: the state has value semantics
+            return self.adopt(detach(value), anchor, exact)
+        if t is dict:
+            d = TDict()
+            d._j, d._anchor, d._exact = self, anchor, exact
+            for k, v in value.items():  # type: ignore[attr-defined]
+                dict.__setitem__(d, k, self.adopt(v, anchor + (k,) if exact else anchor, exact))
+            return d
+        if t is list:
+            lst = TList()
+            lst._j, lst._anchor = self, anchor
+            list.extend(lst, [self.adopt(v, anchor, False) for v in value])  # type: ignore[attr-defined]
+            return lst
+        if t is set:
+            s = TSet(value)  # type: ignore[arg-type]
+            s._j, s._anchor = self, anchor
+            return s
+        if t is tuple:
+            items = tuple(self.adopt(v, anchor, False) for v in value)  # type: ignore[attr-defined]
+            return value if all(a is b for a, b in zip(items, value)) else items  # type: ignore[call-overload]
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            params = getattr(t, "__dataclass_params__", None)
+            if params is not None and params.frozen:
+                return value  # immutable if its fields are; a mutable field is its own business
+            for f in dataclasses.fields(value):
+                current = getattr(value, f.name)
+                adopted = self.adopt(current, anchor, False)
+                if adopted is not current:
+                    object.__setattr__(value, f.name, adopted)
+            self._fields[id(value)] = (value, anchor)
+            return value
+        if isinstance(value, enum.Enum):
+            return value
+        return value  # kept by reference, not tracked
+
+    # --------------------------------------------------------- transactions
+
+    def begin(self) -> None:
+        """Open a transaction: from now on changes are recorded."""
+        if self._changed:
+            self._changed = {}
+        self.active = True
+        if self._fields:
+            undo = self._undo
+            for inst, _ in self._fields.values():
+                undo.append((_U_FIELDS, inst, _save_fields(inst)))
+
+    def commit(self) -> None:
+        """Close the transaction, keeping its changes (``changes()`` lists them)."""
+        self.active = False
+        if self._fields:
+            self._readopt_fields()
+        if self._undo:
+            self._undo = []
+            self._seen.clear()
+
+    def rollback(self) -> None:
+        """Close the transaction, undoing its changes: every container comes back identical."""
+        self.active = False
+        undo = self._undo
+        for rec in reversed(undo):
+            kind = rec[0]
+            if kind == _U_KEY:
+                _, d, key, old = rec
+                if old is _MISSING:
+                    dict.pop(d, key, None)
+                else:
+                    dict.__setitem__(d, key, old)
+            elif kind == _U_LIST:
+                list.__setitem__(rec[1], slice(None), rec[2])
+            elif kind == _U_SET:
+                set.clear(rec[1])
+                set.update(rec[1], rec[2])
+            elif kind == _U_DICT:
+                dict.clear(rec[1])
+                dict.update(rec[1], rec[2])
+            else:
+                _restore_fields(rec[1], rec[2])
+        self._undo = []
+        self._seen.clear()
+        self._changed = {}
+
+    def _readopt_fields(self) -> None:
+        # a field may have been given a new plain container: track it from now on
+        for inst, anchor in list(self._fields.values()):
+            for f in dataclasses.fields(inst):
+                current = getattr(inst, f.name)
+                if type(current) in (dict, list, set, tuple):
+                    object.__setattr__(inst, f.name, self.adopt(current, anchor, False))
+
+    def changes(self) -> list[tuple[Any, ...]]:
+        """The paths changed by the last transaction, shortest first, none covered by another."""
+        paths = sorted(self._changed, key=len)
+        kept: list[tuple[Any, ...]] = []
+        covered: set[tuple[Any, ...]] = set()
+        for p in paths:
+            if any(p[:i] in covered for i in range(len(p))):
+                continue
+            covered.add(p)
+            kept.append(p)
+        return kept
+
+    def diff(self) -> dict[tuple[Any, ...], object]:
+        """``{path: current value or DELETED}`` for the last transaction (values are live)."""
+        out: dict[tuple[Any, ...], object] = {}
+        for path in self.changes():
+            out[path] = _lookup(self.root, path)
+        return out
+
+    # ---------------------------------------------------- record (internal)
+
+    def _key(self, d: TDict, key: Any) -> None:
+        # may raise (unhashable/hostile key) before anything is recorded
+        old = dict.get(d, key, _MISSING)
+        self._undo.append((_U_KEY, d, key, old))
+        self._changed[d._anchor + (key,) if d._exact else d._anchor] = None
+
+    def _whole(self, kind: int, c: Any) -> None:
+        if id(c) not in self._seen:
+            self._seen.add(id(c))
+            saved = dict(c) if kind == _U_DICT else list(c)
+            self._undo.append((kind, c, saved))
+        self._changed[c._anchor] = None
+
+
+def _lookup(root: object, path: tuple[Any, ...]) -> object:
+    node = root
+    for key in path:
+        if type(node) is not TDict or key not in node:
+            return DELETED
+        node = dict.__getitem__(node, key)
+    return node
+
+
+def _save_fields(inst: object) -> tuple[Any, ...]:
+    return tuple(getattr(inst, f.name) for f in dataclasses.fields(inst))  # type: ignore[arg-type]
+
+
+def _restore_fields(inst: object, saved: tuple[Any, ...]) -> None:
+    for f, value in zip(dataclasses.fields(inst), saved):  # type: ignore[arg-type]
+        object.__setattr__(inst, f.name, value)
+
+
+def _journal(c: Any) -> Journal:
+    j: Journal | None = c._j
+    if j is None or not j.active:
+        raise _outside(j)
+    return j
+
+
+class TDict(dict):  # type: ignore[type-arg]
+    """A dict of a state tree: changes are recorded while a transaction is open."""
+
+    __slots__ = ("_anchor", "_exact", "_j")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        dict.__init__(self, *args, **kwargs)
+        self._j: Journal | None = None
+        self._anchor: tuple[Any, ...] = ()
+        self._exact = True
+
+    def _child(self, key: Any, value: Any) -> Any:
+        j = self._j
+        assert j is not None
+        return j.adopt(value, self._anchor + (key,) if self._exact else self._anchor, self._exact)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        j = _journal(self)
+        value = self._child(key, value)
+        j._key(self, key)
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        j = _journal(self)
+        dict.__getitem__(self, key)  # KeyError before anything is recorded
+        j._key(self, key)
+        dict.__delitem__(self, key)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        j = _journal(self)
+        if key not in self:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        j._key(self, key)
+        return dict.pop(self, key)
+
+    def popitem(self) -> tuple[Any, Any]:
+        j = _journal(self)
+        if not self:
+            msg = "popitem(): dictionary is empty"
+            raise KeyError(msg)
+        key = next(reversed(self))
+        j._key(self, key)
+        return key, dict.pop(self, key)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key in self:
+            return dict.__getitem__(self, key)
+        self[key] = default
+        return dict.__getitem__(self, key)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        _journal(self)
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def __ior__(self, other: Any) -> TDict:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        j = _journal(self)
+        if self:
+            if self._exact:
+                for key in list(self):
+                    j._key(self, key)
+            else:
+                j._whole(_U_DICT, self)
+            dict.clear(self)
+
+    def __copy__(self) -> dict[Any, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[Any, Any]:
+        return {copy.deepcopy(k, memo): copy.deepcopy(v, memo) for k, v in self.items()}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return dict, (dict(self),)
+
+
+class TList(list):  # type: ignore[type-arg]
+    """A list of a state tree: saved whole the first time it changes in a transaction."""
+
+    __slots__ = ("_anchor", "_j")
+
+    def __init__(self, *args: Any) -> None:
+        list.__init__(self, *args)
+        self._j: Journal | None = None
+        self._anchor: tuple[Any, ...] = ()
+
+    def _touch(self) -> Journal:
+        j = _journal(self)
+        j._whole(_U_LIST, self)
+        return j
+
+    def _in(self, j: Journal, value: Any) -> Any:
+        return j.adopt(value, self._anchor, False)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        j = _journal(self)
+        if isinstance(index, slice):
+            value = [self._in(j, v) for v in value]
+        else:
+            value = self._in(j, value)
+            list.__getitem__(self, index)  # IndexError before anything is recorded
+        j._whole(_U_LIST, self)
+        list.__setitem__(self, index, value)
+
+    def __delitem__(self, index: Any) -> None:
+        j = _journal(self)
+        list.__getitem__(self, index)
+        j._whole(_U_LIST, self)
+        list.__delitem__(self, index)
+
+    def append(self, value: Any) -> None:
+        j = _journal(self)
+        value = self._in(j, value)
+        j._whole(_U_LIST, self)
+        list.append(self, value)
+
+    def extend(self, values: Iterable[Any]) -> None:
+        j = _journal(self)
+        items = [self._in(j, v) for v in values]
+        j._whole(_U_LIST, self)
+        list.extend(self, items)
+
+    def __iadd__(self, values: Iterable[Any]) -> TList:  # type: ignore[override,misc]
+        self.extend(values)
+        return self
+
+    def __imul__(self, n: Any) -> TList:  # type: ignore[override,misc]
+        j = _journal(self)
+        items = list(self) * n
+        if n > 1:
+            items = [self._in(j, v) for v in items]
+        j._whole(_U_LIST, self)
+        list.__setitem__(self, slice(None), items)
+        return self
+
+    def insert(self, index: Any, value: Any) -> None:
+        j = _journal(self)
+        value = self._in(j, value)
+        j._whole(_U_LIST, self)
+        list.insert(self, index, value)
+
+    def pop(self, index: Any = -1) -> Any:
+        j = _journal(self)
+        list.__getitem__(self, index) if self else list.pop(self)  # errors first
+        j._whole(_U_LIST, self)
+        return list.pop(self, index)
+
+    def remove(self, value: Any) -> None:
+        j = _journal(self)
+        i = list.index(self, value)
+        j._whole(_U_LIST, self)
+        list.__delitem__(self, i)
+
+    def clear(self) -> None:
+        self._touch()
+        list.clear(self)
+
+    def sort(self, *, key: Callable[[Any], Any] | None = None, reverse: bool = False) -> None:
+        j = _journal(self)
+        ordered = sorted(self, key=key, reverse=reverse)  # a failing comparison changes nothing
+        j._whole(_U_LIST, self)
+        list.__setitem__(self, slice(None), ordered)
+
+    def reverse(self) -> None:
+        self._touch()
+        list.reverse(self)
+
+    def __copy__(self) -> list[Any]:
+        return list(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        return [copy.deepcopy(v, memo) for v in self]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return list, (list(self),)
+
+
+class TSet(set):  # type: ignore[type-arg]
+    """A set of a state tree: saved whole the first time it changes in a transaction."""
+
+    __slots__ = ("_anchor", "_j")
+
+    def __init__(self, *args: Any) -> None:
+        set.__init__(self, *args)
+        self._j: Journal | None = None
+        self._anchor: tuple[Any, ...] = ()
+
+    def _touch(self) -> None:
+        _journal(self)._whole(_U_SET, self)
+
+    def add(self, value: Any) -> None:
+        j = _journal(self)
+        hash(value)  # TypeError before anything is recorded
+        j._whole(_U_SET, self)
+        set.add(self, value)
+
+    def discard(self, value: Any) -> None:
+        j = _journal(self)
+        if value in self:
+            j._whole(_U_SET, self)
+            set.discard(self, value)
+
+    def remove(self, value: Any) -> None:
+        j = _journal(self)
+        if value not in self:
+            raise KeyError(value)
+        j._whole(_U_SET, self)
+        set.discard(self, value)
+
+    def pop(self) -> Any:
+        j = _journal(self)
+        if not self:
+            msg = "pop from an empty set"
+            raise KeyError(msg)
+        j._whole(_U_SET, self)
+        return set.pop(self)
+
+    def clear(self) -> None:
+        self._touch()
+        set.clear(self)
+
+    def update(self, *others: Iterable[Any]) -> None:
+        j = _journal(self)
+        items = set().union(*others)
+        j._whole(_U_SET, self)
+        set.update(self, items)
+
+    def difference_update(self, *others: Iterable[Any]) -> None:
+        j = _journal(self)
+        items = set().union(*others)
+        j._whole(_U_SET, self)
+        set.difference_update(self, items)
+
+    def intersection_update(self, *others: Iterable[Any]) -> None:
+        j = _journal(self)
+        keep = set(self).intersection(*others)
+        j._whole(_U_SET, self)
+        set.intersection_update(self, keep)
+
+    def symmetric_difference_update(self, other: Iterable[Any]) -> None:
+        j = _journal(self)
+        items = set(other)
+        j._whole(_U_SET, self)
+        set.symmetric_difference_update(self, items)
+
+    def __ior__(self, other: Any) -> TSet:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def __iand__(self, other: Any) -> TSet:  # type: ignore[override,misc]
+        self.intersection_update(other)
+        return self
+
+    def __isub__(self, other: Any) -> TSet:  # type: ignore[override,misc]
+        self.difference_update(other)
+        return self
+
+    def __ixor__(self, other: Any) -> TSet:  # type: ignore[override,misc]
+        self.symmetric_difference_update(other)
+        return self
+
+    def __copy__(self) -> set[Any]:
+        return set(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> set[Any]:
+        return {copy.deepcopy(v, memo) for v in self}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return set, (set(self),)
+
+
+def is_tracked(value: object) -> bool:
+    """True for the tracked containers of a state tree."""
+    t = type(value)
+    return t is TDict or t is TList or t is TSet
+
+
+def detach(value: object) -> Any:
+    """A plain copy of *value* with no tracked container left inside (for replies, listeners).
+
+    Immutable values come back as they are; only tracked parts are copied.
+    """
+    t = type(value)
+    if t in SCALARS:
+        return value
+    if t is TDict:
+        return {k: detach(v) for k, v in dict.items(value)}  # type: ignore[arg-type]
+    if t is TList:
+        return [detach(v) for v in value]  # type: ignore[attr-defined]
+    if t is TSet:
+        return set(value)  # type: ignore[arg-type]
+    if t is tuple:
+        items = tuple(detach(v) for v in value)  # type: ignore[attr-defined]
+        return value if all(a is b for a, b in zip(items, value)) else items  # type: ignore[call-overload]
+    if t is dict:
+        return {k: detach(v) for k, v in value.items()}  # type: ignore[attr-defined]
+    if t is list:
+        return [detach(v) for v in value]  # type: ignore[attr-defined]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        params = getattr(t, "__dataclass_params__", None)
+        if params is not None and params.frozen:
+            return value
+        clone = copy.copy(value)
+        for f in dataclasses.fields(value):
+            object.__setattr__(clone, f.name, detach(getattr(value, f.name)))
+        return clone
+    return value
+
+
+def apply(diff: dict[tuple[Any, ...], object], old: object) -> object:
+    """Replay *diff* on the plain value *old* (not changed) and return the new value."""
+    if () in diff:
+        return detach(diff[()])
+    new = detach(old)
+    for path, value in sorted(diff.items(), key=lambda item: len(item[0])):
+        node = new
+        for key in path[:-1]:
+            node = node[key]  # type: ignore[index]
+        if value is DELETED:
+            node.pop(path[-1], None)  # type: ignore[attr-defined]
+        else:
+            node[path[-1]] = detach(value)  # type: ignore[index]
+    return new

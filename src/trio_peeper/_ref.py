@@ -1090,12 +1090,17 @@ class ServerRef(Stoppable):
 
     def _commit(self, new: object, old: object) -> object:
         """A callback returned *new*: store it, count the commit, tell the listener."""
-        prior = self._keeper.state
-        new = self._store(new)
-        self._keeper.commits += 1
+        keeper = self._keeper
+        prior = keeper.state
+        j = keeper.journal
+        if j is not None:  # as _store, inline: this runs for every message
+            if new is not j.root:
+                new = j.adopt_root(new)
+            j.commit()
+        keeper.state = new
+        keeper.commits += 1
         hooks = self._hooks
         if hooks is not None and hooks.changed is not None:
-            j = self._keeper.journal
             if j is not None:
                 changed = bool(j._changed) and not (
                     new is not prior and type(new) in SCALARS and new == prior

@@ -1,0 +1,9 @@
+"""Storage backends for durable servers (`tp.storage.SQLite`, `Postgres`, `Memory`, `Mirror`)."""
+
+from ._base import Fenced as Fenced
+from ._base import Storage as Storage
+from ._base import Stored as Stored
+from ._base import Write as Write
+from ._memory import Memory as Memory
+
+__all__ = ["Fenced", "Memory", "Storage", "Stored", "Write"]

@@ -43,7 +43,17 @@ table = Extension(
 table.cython_directives = {"linetrace": DEBUG}  # type: ignore[attr-defined]
 table.cython_c_in_temp = True  # type: ignore[attr-defined]
 
+cow = Extension(
+    "_fastcore._cow",
+    ["src/_fastcore/_cow.pyx"],
+    depends=["src/_fastcore/_cow.pxd"],
+    extra_compile_args=compile_args,
+    define_macros=[("CYTHON_TRACE_NOGIL", "1")] if DEBUG else [],
+)
+cow.cython_directives = {"linetrace": DEBUG}  # type: ignore[attr-defined]
+cow.cython_c_in_temp = True  # type: ignore[attr-defined]
+
 setup(
-    ext_modules=[ring, table],
+    ext_modules=[ring, table, cow],
     cffi_modules=["src/_fastcore/_wheel_build.py:ffibuilder"],
 )

@@ -1,16 +1,17 @@
 """Run every bench and print every table (what ``make bench`` calls).
 
-``bench_server.py`` runs under ``TRIO_PEEPER_FASTCORE=cython`` (skipped, with
-a note, when the compiled ``_fastcore`` does not import) and ``=python``, each
-as a subprocess; a last table compares the two cores row by row (the
-cython/python ratio of STYLE.md S9). ``bench_fastcore.py`` runs too when it
+``bench_server.py`` and ``bench_preserve.py`` run under
+``TRIO_PEEPER_FASTCORE=cython`` (skipped, with a note, when the compiled
+``_fastcore`` does not import) and ``=python``, each as a subprocess; after
+each, a table compares the two cores row by row (the cython/python ratio of
+STYLE.md S9). ``bench_fastcore.py`` runs too when it
 exists.
 
 The core is fixed per process, so the two cores cannot be interleaved inside
 one run as variants are. To keep machine drift from favouring one core, a full
 run alternates them in rounds (cython, python, cython, python, ...), each round
 doing a share of the runs, and pools the samples of all rounds per core
-(``bench_server.py --merge``). Memory is deterministic and slow to trace: only
+(``--merge``). Memory is deterministic and slow to trace: only
 the first round measures it.
 
 Each subprocess gets this checkout's ``src`` first on ``PYTHONPATH``
@@ -40,6 +41,7 @@ import _harness as h
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 CORES = ("cython", "python")
+BENCHES = ("bench_server", "bench_preserve")  # each under both cores
 UNTIMED_GROUPS = ("memory",)  # measured in the first round only
 
 
@@ -96,7 +98,7 @@ def speedup(unit: str, cy: float, py: float) -> float | None:
     return py / cy if cy else None
 
 
-def compare_cores(results: dict[str, dict[str, Any]]) -> str:
+def compare_cores(results: dict[str, dict[str, Any]], name: str = "bench_server") -> str:
     """Row-by-row table of our figures under both cores."""
     cy, py = results["cython"]["rows"], results["python"]["rows"]
     lines = []
@@ -122,7 +124,7 @@ def compare_cores(results: dict[str, dict[str, Any]]) -> str:
         "cython gain > 1: the compiled core does better; figures of different processes,",
         "  so drift between rounds shows up here (the ratio columns are same-process)",
     ]
-    return "== cython vs python core (bench_server, ours) ==\n" + h.format_table(
+    return f"== cython vs python core ({name}, ours) ==\n" + h.format_table(
         header, lines, notes
     )
 
@@ -168,43 +170,45 @@ def main() -> int:
             envs[core] = env
         else:
             note = (
-                f"NOTE: bench_server under TRIO_PEEPER_FASTCORE={core} skipped: "
+                f"NOTE: {', '.join(BENCHES)} under TRIO_PEEPER_FASTCORE={core} skipped: "
                 f"_fastcore does not import ({info})"
             )
             print(note, flush=True)
             notes.append(note)
 
-    bench = str(HERE / "bench_server.py")
-    parts: dict[str, list[str]] = {core: [] for core in envs}
-    for r in range(rounds):
+    all_results: dict[str, dict[str, dict[str, Any]]] = {}
+    for name in BENCHES:
+        bench = str(HERE / f"{name}.py")
+        parts: dict[str, list[str]] = {core: [] for core in envs}
+        for r in range(rounds):
+            for core, env in envs.items():
+                if rounds == 1:
+                    path = out_dir / f"{name}-{core}.json"
+                    cmd = [sys.executable, bench, *common, "--json", str(path)]
+                    failures += run(cmd, env, f"{name}, {core}") != 0
+                    print(flush=True)
+                else:
+                    path = out_dir / f"{name}-{core}-round{r + 1}.json"
+                    skip = [f"--skip={g}" for g in UNTIMED_GROUPS] if r else []
+                    cmd = [sys.executable, bench, *common, *skip, "--quiet", "--json", str(path)]
+                    failures += run(cmd, env, f"{name} round {r + 1}/{rounds}, {core}") != 0
+                if path.exists():
+                    parts[core].append(str(path))
+
+        results = all_results[name] = {}
         for core, env in envs.items():
-            if rounds == 1:
-                path = out_dir / f"bench_server-{core}.json"
-                cmd = [sys.executable, bench, *common, "--json", str(path)]
-                failures += run(cmd, env, f"bench_server, {core}") != 0
+            merged = out_dir / f"{name}-{core}.json"
+            if rounds > 1 and parts[core]:
                 print(flush=True)
-            else:
-                path = out_dir / f"bench_server-{core}-round{r + 1}.json"
-                skip = [f"--skip={g}" for g in UNTIMED_GROUPS] if r else []
-                cmd = [sys.executable, bench, *common, *skip, "--quiet", "--json", str(path)]
-                failures += run(cmd, env, f"bench_server round {r + 1}/{rounds}, {core}") != 0
-            if path.exists():
-                parts[core].append(str(path))
+                cmd = [sys.executable, bench, "--merge", *parts[core], "--json", str(merged)]
+                label = f"{name}, {core}, {len(parts[core])} rounds pooled"
+                failures += run(cmd, env, label) != 0
+            if merged.exists():
+                results[core] = json.loads(merged.read_text())
+        print(flush=True)
 
-    results: dict[str, dict[str, Any]] = {}
-    for core, env in envs.items():
-        merged = out_dir / f"bench_server-{core}.json"
-        if rounds > 1 and parts[core]:
-            print(flush=True)
-            cmd = [sys.executable, bench, "--merge", *parts[core], "--json", str(merged)]
-            label = f"bench_server, {core}, {len(parts[core])} rounds pooled"
-            failures += run(cmd, env, label) != 0
-        if merged.exists():
-            results[core] = json.loads(merged.read_text())
-    print(flush=True)
-
-    if len(results) == 2:
-        print(compare_cores(results) + "\n", flush=True)
+        if len(results) == 2:
+            print(compare_cores(results, name) + "\n", flush=True)
 
     fastcore = HERE / "bench_fastcore.py"
     if fastcore.exists():
@@ -218,8 +222,9 @@ def main() -> int:
         notes.append("NOTE: benches/bench_fastcore.py not present; skipped")
 
     print("== summary ==")
-    for core, data in results.items():
-        print(summary(core, data))
+    for name, results in all_results.items():
+        for core, data in results.items():
+            print(summary(f"{name}, {core}", data))
     for note in notes:
         print("   " + note)
     if args.json:

@@ -183,6 +183,94 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         ],
         [],
     ),
+    "tutorial_4_survival.py": (
+        [
+            "init: first start",
+            "view / -> <h1>/</h1>",
+            "view / -> <h1>/</h1> (cached)",
+            "stats: {'total': 3, 'pages': {'/': {'views': 2}, '/about': {'views': 1}},"
+            " 'recent': ['/about', '/']}",
+            "restore: incarnation 2, total 3",
+            "the caller gets ServerExited: ValueError(\"cannot render '/broken'\")",
+            # the crashed call's in-place changes were rolled back
+            "stats: {'total': 3, 'pages': {'/': {'views': 2}, '/about': {'views': 1}},"
+            " 'recent': ['/about', '/']}",
+            "restore: incarnation 3, total 3",
+            # the table and its contents survived the kill
+            "view /about -> <h1>/about</h1> (cached)",
+            "cache: ['/', '/about'], owner <ServerRef 'views' running>",
+            # the process dictionary survived, not rolled back
+            "process dictionary: {'incarnation': 3, 'attempts': 5}",
+            "restarts: 2, commits: 8",
+            "table after the supervisor stopped: None",
+        ],
+        [],
+    ),
+    "howto_transfer.py": (
+        [
+            "ann: init in the old pool",
+            "bob: init in the old pool",
+            "moved ann (messages waiting: True)",
+            "moved bob (messages waiting: True)",
+            "old pool: [], new pool: ['ann', 'bob']",
+            # no message lost, none reordered, no terminate, no restore
+            "ann: 20 messages, in order: True, started in old",
+            "bob: 20 messages, in order: True, started in old",
+            "MaxChildren: dynamic supervisor is full: max_children=1",
+            "the old pool is closed: ClosedResourceError",
+            "new pool: ['ann', 'bob']",
+            "ann: restore after a crash",
+            "ann: 20 messages, in order: True, started in old",
+            "ann: terminate(tp.SHUTDOWN)",
+            "bob: terminate(tp.SHUTDOWN)",
+            "done",
+        ],
+        [],
+    ),
+    "survival_state.py": (
+        [
+            "listener: ann 100 -> 70",
+            "pay 30 -> 70",
+            "listener: crash ValueError('ann would be overdrawn by 30');"
+            " committed: ann has 70",
+            "ann: Account(balance=70, history=[-30]) (rolled back)",
+            "per day: {'monday': 2} (a defaultdict: not rolled back)",
+            "outbox: ['receipt: ann paid 30', 'receipt: ann paid 100']"
+            " (your own object: not rolled back)",
+            "limits {'max': 500}, ann 70",
+            "RuntimeError: the state of <ServerRef 'bank' running> was changed"
+            " outside its callbacks; change it only in the server's own callbacks",
+        ],
+        [],
+    ),
+    "survival_diffs.py": (
+        [
+            "(): {'users': {'ann': {'visits': 3}}, 'total': 3, 'log': []}",
+            "('total',): 4",
+            "('users', 'ann', 'visits'): 4",
+            "('log',): ['bob joined']",
+            "('users', 'bob'): {'visits': 1}",
+            "('users', 'ann'): DELETED",
+            "apply(diff, before) == state: True",
+            "('users',): {}",
+            "rolled back: {'users': {}, 'log': ['bob joined'], 'total': 4}",
+        ],
+        [],
+    ),
+    "survival_tables.py": (
+        [
+            "<Table 'prices' ordered_set protected size=2>: owner loader, heir heir",
+            "AccessError: only the owner may write to a protected table",
+            "[('apple', 3), ('pear', 5), ('plum', 1)], owner loader",
+            "heir: now owns 'prices', from <ServerRef 'loader' stopped>, None",
+            "owner heir, heir None: ['apple', 'kiwi', 'pear', 'plum']",
+            "shop: now owns 'prices', from <ServerRef 'heir' running>, 'a gift'",
+            "owner shop, 5 items",
+            "TableDeleted: table 'prices' was deleted; whereis_table: None",
+            "after the crash: None",
+        ],
+        [],
+    ),
     "demo.py": (
         [
             "[ledger] init (first start): empty ledger",
@@ -411,6 +499,11 @@ def test_docs_exist_and_include_their_examples() -> None:
         "tutorial_3_dynamic.py",
         "howto_timeouts.py",
         "howto_plain_tasks.py",
+        "tutorial_4_survival.py",
+        "howto_transfer.py",
+        "survival_state.py",
+        "survival_diffs.py",
+        "survival_tables.py",
     ):
         assert f"docs/examples/{name}" in included, f"{name} is shown in no doc"
 

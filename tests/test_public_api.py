@@ -5,17 +5,17 @@ import trio_peeper as tp
 EXPORTED = sorted(
     """
     AccessError AlreadyRegistered AlreadyStarted CallTimeout CallingSelf ChildCounts ChildInfo
-    ChildSpec Down GenServer IGNORE Init InvalidReturn KILLED MaxChildren Monitor NO_REPLY NoProc
+    ChildSpec Down DurableServer GenServer IGNORE Init InvalidReturn KILLED MaxChildren Monitor NO_REPLY Node NoProc
     NoReply PeeperError Registry Reply RestartIntensityExceeded SHUTDOWN ServerExited ServerRef
     Shutdown StartError Statistics Stop StorageError Supervisor SyncFailed TIMEOUT TableDeleted
     Table TableTransfer TaskRef Timer VersionError Via call cast child current_server dynamic_supervisor
-    is_normal open_dynamic_supervisor open_supervisor pdict reply send send_after start_server supervisor
+    is_normal open_dynamic_supervisor open_node open_supervisor pdict reply send send_after start_server storage supervisor
     transfer whereis whereis_table
     """.split()
 )
 
 # documented base classes and exceptions may be subclassed
-SUBCLASSABLE = {"GenServer"}
+SUBCLASSABLE = {"GenServer", "DurableServer"}
 
 
 def test_exported_names_are_pinned() -> None:
@@ -26,7 +26,9 @@ def test_every_public_object_claims_the_public_module() -> None:
     for name in EXPORTED:
         obj = getattr(tp, name)
         module = getattr(obj, "__module__", None)
-        if isinstance(obj, type) or callable(obj):
+        if name == "storage":
+            assert obj.__name__ == "trio_peeper.storage"
+        elif isinstance(obj, type) or callable(obj):
             assert module == "trio_peeper", (name, module)
 
 

@@ -37,8 +37,9 @@ def incarnation() -> str:
 
 # --------------------------------------------------------------- the servers
 #
-# States are replaced, never mutated in place ({**state, ...}): a crash can
-# then never leave a half-updated state behind.
+# States are replaced here ({**state, ...}), which suits small states; changing
+# them in place is just as safe, since a crash rolls the state back to the last
+# commit, and cheaper for big ones (see docs/survival.md).
 
 
 class BoothServer(tp.GenServer):

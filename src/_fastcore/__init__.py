@@ -18,6 +18,12 @@ if _WANT not in ("auto", "cython", "python"):
 IMPLEMENTATION: Literal["cython", "python"]
 
 if _WANT == "python":
+    from ._cow_py import DELETED as DELETED
+    from ._cow_py import SCALARS as SCALARS
+    from ._cow_py import Journal as Journal
+    from ._cow_py import apply as apply
+    from ._cow_py import detach as detach
+    from ._cow_py import is_tracked as is_tracked
     from ._ring_py import Ring as Ring
     from ._table_py import TableCore as TableCore
     from ._wheel_py import TimerWheel as TimerWheel
@@ -25,12 +31,24 @@ if _WANT == "python":
     IMPLEMENTATION = "python"
 else:
     try:
+        from ._cow import DELETED as DELETED
+        from ._cow import SCALARS as SCALARS
+        from ._cow import Journal as Journal
+        from ._cow import apply as apply
+        from ._cow import detach as detach
+        from ._cow import is_tracked as is_tracked
         from ._ring import Ring as Ring
         from ._table import TableCore as TableCore
         from ._wheel import TimerWheel as TimerWheel
     except ImportError:
         if _WANT == "cython":
             raise
+        from ._cow_py import DELETED as DELETED
+        from ._cow_py import SCALARS as SCALARS
+        from ._cow_py import Journal as Journal
+        from ._cow_py import apply as apply
+        from ._cow_py import detach as detach
+        from ._cow_py import is_tracked as is_tracked
         from ._ring_py import Ring as Ring
         from ._table_py import TableCore as TableCore
         from ._wheel_py import TimerWheel as TimerWheel
@@ -38,14 +56,5 @@ else:
         IMPLEMENTATION = "python"
     else:
         IMPLEMENTATION = "cython"
-
-# transactional state: the compiled twin (_cow.pyx) is not written yet, so both
-# branches use the pure-Python one for now (see issue 3's note)
-from ._cow_py import DELETED as DELETED
-from ._cow_py import SCALARS as SCALARS
-from ._cow_py import Journal as Journal
-from ._cow_py import apply as apply
-from ._cow_py import detach as detach
-from ._cow_py import is_tracked as is_tracked
 
 __all__ = ["DELETED", "IMPLEMENTATION", "SCALARS", "Journal", "Ring", "TableCore", "TimerWheel", "apply", "detach", "is_tracked"]

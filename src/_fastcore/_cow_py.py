@@ -43,20 +43,11 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
+from ._deleted import DELETED as DELETED
+
 __all__ = ["DELETED", "SCALARS", "Journal", "TDict", "TList", "TSet", "apply", "detach", "is_tracked"]
 
 
-class _Deleted:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "DELETED"
-
-    def __reduce__(self) -> str:
-        return "DELETED"
-
-
-DELETED: Final = _Deleted()
 _MISSING: Final = object()
 
 SCALARS: Final = frozenset(

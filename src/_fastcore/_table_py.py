@@ -41,7 +41,7 @@ _cell_key = itemgetter(0)
 def _position(cells: list[list[object]], key: object) -> int:
     """``bisect_left`` on the cells' keys; an incomparable *key* is a `TypeError` naming it."""
     try:
-        return bisect_left(cells, key, key=_cell_key)
+        return bisect_left(cells, key, key=_cell_key)  # type: ignore[call-overload,no-any-return]
     except TypeError as exc:
         msg = f"ordered_set keys must be mutually comparable, got {key!r}"
         raise TypeError(msg) from exc
@@ -50,7 +50,7 @@ def _position(cells: list[list[object]], key: object) -> int:
 def _position_right(cells: list[list[object]], key: object) -> int:
     """``bisect_right`` on the cells' keys; an incomparable *key* is a `TypeError` naming it."""
     try:
-        return bisect_right(cells, key, key=_cell_key)
+        return bisect_right(cells, key, key=_cell_key)  # type: ignore[call-overload,no-any-return]
     except TypeError as exc:
         msg = f"ordered_set keys must be mutually comparable, got {key!r}"
         raise TypeError(msg) from exc
@@ -71,16 +71,16 @@ class TableCore:
         if code is None:
             msg = f"kind must be 'set', 'ordered_set', 'bag' or 'duplicate_bag', got {kind!r}"
             raise ValueError(msg)
-        self._kind = _KINDS[code]
-        self._code = code
+        self._kind: Kind = _KINDS[code]
+        self._code: int = code
         self._adopt({})
         self._cells: list[list[object]] = []  # ordered_set: [[key, value], ...] sorted by key
-        self._size = 0  # bags: number of objects
+        self._size: int = 0  # bags: number of objects
 
     def _adopt(self, data: dict[object, object]) -> None:
         # _map and _lists name the same dict: _lists for the kinds whose values are lists
-        self._map = data
-        self._lists = cast("dict[object, list[object]]", data)
+        self._map: dict[object, object] = data
+        self._lists: dict[object, list[object]] = cast("dict[object, list[object]]", data)
 
     @property
     def kind(self) -> Kind:
@@ -353,7 +353,9 @@ class TableCore:
         """Whether some object has *key*."""
         return key in self._map
 
-    def select(self, predicate: Callable[[object, object], object], limit: int | None = None) -> list[tuple[object, object]]:
+    def select(
+        self, predicate: Callable[[object, object], object], limit: int | None = None
+    ) -> list[tuple[object, object]]:
         """The objects for which ``predicate(key, value)`` is true, at most *limit* of them."""
         if limit is not None and (type(limit) is not int or limit < 0):
             msg = f"limit must be None or an int >= 0, got {limit!r}"

@@ -7,6 +7,8 @@ from ._child_spec import ChildSpec as ChildSpec
 from ._child_spec import child as child
 from ._child_spec import dynamic_supervisor as dynamic_supervisor
 from ._child_spec import supervisor as supervisor
+from . import storage as storage
+from ._durable import DurableServer as DurableServer
 from ._errors import AccessError as AccessError
 from ._errors import AlreadyRegistered as AlreadyRegistered
 from ._errors import AlreadyStarted as AlreadyStarted
@@ -24,6 +26,8 @@ from ._errors import SyncFailed as SyncFailed
 from ._errors import TableDeleted as TableDeleted
 from ._errors import VersionError as VersionError
 from ._genserver import GenServer as GenServer
+from ._node import Node as Node
+from ._node import open_node as open_node
 from ._messages import IGNORE as IGNORE
 from ._messages import KILLED as KILLED
 from ._messages import NO_REPLY as NO_REPLY

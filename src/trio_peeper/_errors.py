@@ -66,13 +66,18 @@ class CallingSelf(PeeperError, RuntimeError):
 class AlreadyStarted(PeeperError):
     """A server is already running under that name; ``ref`` is the running one."""
 
-    def __init__(self, name: object, ref: object = None) -> None:
-        super().__init__(f"a server named {name!r} is already started")
-        self.name, self.ref = name, ref
+    def __init__(self, name: object, ref: object = None, *, what: str = "named") -> None:
+        label = "with key" if what == "key" else "named"
+        super().__init__(f"a server {label} {name!r} is already started")
+        self.name, self.ref, self.what = name, ref, what
 
     def __reduce__(self) -> tuple[object, ...]:
         # the ref belongs to one trio.run and does not travel
-        return type(self), (self.name,)
+        return _already_started, (self.name, self.what)
+
+
+def _already_started(name: object, what: str) -> AlreadyStarted:
+    return AlreadyStarted(name, what=what)
 
 
 class AlreadyRegistered(PeeperError):

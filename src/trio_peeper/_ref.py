@@ -37,7 +37,9 @@ from trio.lowlevel import (
 
 from _fastcore import SCALARS, detach
 
+from ._durable import Durable, DurableServer
 from ._errors import (
+    AlreadyStarted,
     CallingSelf,
     CallTimeout,
     InvalidReturn,
@@ -45,6 +47,7 @@ from ._errors import (
     RestartIntensityExceeded,
     ServerExited,
     StartError,
+    VersionError,
 )
 from ._intensity import Intensity
 from ._keeper import Keeper
@@ -79,6 +82,7 @@ _CALL: Final = 0
 _CAST: Final = 1
 _INFO: Final = 2
 _STOP: Final = 3
+_SYNC: Final = 4  # a durable server's interval sync is due
 
 # status
 STARTING: Final = "starting"
@@ -170,6 +174,8 @@ def reply(caller: object, value: object) -> None:
     if type(caller) is not _Call:
         msg = f"reply() needs the caller argument of handle_call, got {caller!r}"
         raise TypeError(msg)
+    if type(value) not in SCALARS and caller.ref._keeper.journal is not None:
+        value = detach(value)  # a reply never exposes a server's live state
     caller._answer(value)
 
 
@@ -204,6 +210,22 @@ class _Hooks:
 
     def restarted(self, state: object, restarts: int) -> None:
         self._call(self._restart, detach(state), restarts)
+
+
+@final
+class _SyncTimer:
+    """The wheel entry of a durable server's interval sync."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref: ServerRef) -> None:
+        self.ref = ref
+
+    def _fire(self) -> None:
+        durable = self.ref._durable
+        if durable is not None:
+            durable._timer = 0
+            self.ref._post(_SYNC, None)
 
 
 @final
@@ -363,6 +385,7 @@ class ServerRef(Stoppable):
         "_controller",
         "_current",
         "_deferred",
+        "_durable",
         "_ended",
         "_for_good",
         "_handled",
@@ -424,6 +447,7 @@ class ServerRef(Stoppable):
         size = options["mailbox_size"]
         self._limit = _NO_LIMIT if size is None else size
         self._keeper = Keeper(self, self._preserve)
+        self._durable = Durable(self, server_class, options) if issubclass(server_class, DurableServer) else None
         listener = options["listener"]
         self._hooks = None if listener is None else _Hooks(listener)
         self._mailbox = self._keeper.mailbox
@@ -708,6 +732,8 @@ class ServerRef(Stoppable):
         elif self._hibernating:
             self._killed = True
             self._resume()
+        elif self._resuming:  # between tasks (waking, or just transferred): the new task cancels itself
+            self._killed = True
 
     # ---------------------------------------------------------- incarnations
 
@@ -799,6 +825,9 @@ class ServerRef(Stoppable):
                     j.rollback()
                 raise
             where = "restore"
+        elif self._durable is not None:
+            result = await self._durable.boot(server)  # type: ignore[arg-type]
+            where = "init"
         else:
             result = await server.init(*self._args)
             where = "init"
@@ -818,6 +847,8 @@ class ServerRef(Stoppable):
             state = self._store(state)
         else:
             state = keeper.adopt(state)
+        if self._durable is not None and self._durable.dirty:
+            await self._durable.sync(server, state)  # first boot or migration: durable before started
         if self._hooks is not None and boot == _BOOT_RESTORE:
             self._hooks.restarted(state, self._restarts)
         self._status = RUNNING
@@ -881,6 +912,8 @@ class ServerRef(Stoppable):
                 return -1
             if self._start_timer == -1:
                 reason = "timeout"
+            if isinstance(exc, (AlreadyStarted, VersionError)):
+                raise exc  # not wrapped: the caller acts on exactly this
             raise StartError(self._cls.__qualname__, reason) from exc
         if self._for_good or is_normal(reason):
             self._finalize(reason)
@@ -903,6 +936,8 @@ class ServerRef(Stoppable):
                 self._finalize("normal")
                 self._take_boot_status().started(None)
                 return -1
+            if isinstance(exc, (AlreadyStarted, VersionError)):
+                raise exc  # not wrapped: the caller acts on exactly this
             raise StartError(self._cls.__qualname__, reason) from exc
         if not started and reason is IGNORE:
             reason = "normal"  # restore() returned IGNORE: the server ends
@@ -965,6 +1000,7 @@ class ServerRef(Stoppable):
         park = self._park_abort
         timers = self._timers
         hooks = self._hooks
+        durable = self._durable
         budget = _BUDGET
         while True:
             idle = None
@@ -976,10 +1012,15 @@ class ServerRef(Stoppable):
                 if arg is None:
                     break
                 old = self._before(state)
+                if j is not None:
+                    j.begin()
                 result = await server.handle_continue(arg, state)
                 rt = type(result)
                 if rt is NoReply:
-                    state = self._commit(result.state, old)
+                    if durable is None:
+                        state = self._commit(result.state, old)
+                    else:
+                        state = await self._sync_commit(server, result, old)
                     opts = result._opts
                 elif rt is Stop:
                     return await self._stop_with(server, result, None, old)
@@ -1020,6 +1061,10 @@ class ServerRef(Stoppable):
             self._handled += 1
             if self._room:
                 self._release_room()
+            if tag is _SYNC:
+                assert durable is not None
+                await durable.sync(server, state)  # SyncFailed: a crash, the state is kept
+                continue
             old = None if hooks is None else self._before(state)
             if j is not None:
                 j.begin()
@@ -1028,7 +1073,10 @@ class ServerRef(Stoppable):
                 result = await handle_call(payload.request, payload, state)
                 rt = type(result)
                 if rt is Reply:
-                    state = self._commit(result.state, old)
+                    if durable is None:
+                        state = self._commit(result.state, old)
+                    else:  # the output gate: durable before the reply leaves
+                        state = await self._sync_commit(server, result, old)
                     self._current = None
                     value = result.value
                     if j is not None and type(value) not in SCALARS:
@@ -1036,7 +1084,10 @@ class ServerRef(Stoppable):
                     payload._answer(value)
                     opts = result._opts
                 elif rt is NoReply:
-                    state = self._commit(result.state, old)
+                    if durable is None:
+                        state = self._commit(result.state, old)
+                    else:
+                        state = await self._sync_commit(server, result, old)
                     self._current = None
                     if payload.task is not None:  # deferred: tracked until answered
                         payload.deferred = True
@@ -1055,7 +1106,10 @@ class ServerRef(Stoppable):
                     result = await handle_info(payload, state)
                 rt = type(result)
                 if rt is NoReply:
-                    state = self._commit(result.state, old)
+                    if durable is None:
+                        state = self._commit(result.state, old)
+                    else:
+                        state = await self._sync_commit(server, result, old)
                     opts = result._opts
                 elif rt is Stop:
                     return await self._stop_with(server, result, None, old)
@@ -1066,6 +1120,8 @@ class ServerRef(Stoppable):
                 await server.terminate(payload, state)
                 if j is not None:
                     j.rollback()  # terminate's changes are not kept: the state is left as committed
+                if durable is not None:
+                    await durable.sync(server, keeper.state)  # every policy syncs on a graceful stop
                 if hooks is not None:
                     hooks.terminated(payload, keeper.state)
                 return payload
@@ -1108,17 +1164,45 @@ class ServerRef(Stoppable):
             else:
                 changed = new is not prior
             if changed:
-                hooks.state_changed(old, detach(new))
+                new_copy = detach(new)
+                if j is None or old != new_copy:  # an in-place write of an equal value is no change
+                    hooks.state_changed(old, new_copy)
         return new
 
+    async def _sync_commit(self, server: GenServer, result: Any, old: object) -> object:
+        """`_commit` for a durable server: the change is durable first (by policy).
+
+        The sync runs while the callback's transaction is still open, so a
+        failed write (`SyncFailed`) rolls the change back with the crash.
+        """
+        durable = self._durable
+        assert durable is not None
+        j = self._keeper.journal
+        new = result.state
+        if j is not None:
+            if new is not j.root:
+                new = j.adopt_root(new)
+            durable.mark(j.changes())
+        else:
+            durable.mark([()])
+        opts = getattr(result, "_opts", None)
+        if durable.policy == "commit" or (opts is not None and opts.sync):
+            await durable.sync(server, new)
+        return self._commit(new, old)
+
     async def _stop_with(self, server: GenServer, stop: Stop, caller: _Call | None, old: object) -> object:
-        state = self._commit(stop.state, old)
+        if self._durable is None:
+            state = self._commit(stop.state, old)
+        else:
+            state = await self._sync_commit(server, stop, old)
         j = self._keeper.journal
         if j is not None:
             j.begin()
         await server.terminate(stop.reason, state)
         if j is not None:
             j.rollback()
+        if self._durable is not None:
+            await self._durable.sync(server, self._keeper.state)  # every policy syncs on a graceful stop
         if self._hooks is not None:
             self._hooks.terminated(stop.reason, self._keeper.state)
         if caller is not None and stop.reply is not NO_REPLY:

@@ -110,13 +110,14 @@ class Timers:
 class Runtime:
     """Everything trio_peeper keeps per run."""
 
-    __slots__ = ("__weakref__", "_timers", "anchors", "names", "tables")
+    __slots__ = ("__weakref__", "_timers", "anchors", "names", "node", "tables")
 
     def __init__(self) -> None:
         self.anchors: dict[trio.Nursery, object] = {}  # {nursery: hibernation anchor}
         self.names: dict[Hashable, object] = {}  # {name: ServerRef | Supervisor}
         self.tables: dict[Hashable, object] = {}  # {table name: Table}
         self._timers: Timers | None = None
+        self.node: object = None  # the open tp.open_node(), if any
 
     @property
     def timers(self) -> Timers:

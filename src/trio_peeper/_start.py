@@ -8,6 +8,7 @@ from typing import Any
 
 import trio
 
+from ._durable import DurableServer, check_durable_options
 from ._genserver import GenServer, validate_options
 from ._ref import _INFO, ServerRef
 from ._registry import resolve, whereis
@@ -28,6 +29,8 @@ def server_options(server_class: object, options: dict[str, object]) -> dict[str
     merged = dict(server_class._option_defaults)
     merged.update(server_class._class_options)
     merged.update(options)
+    if issubclass(server_class, DurableServer):
+        check_durable_options(server_class.__qualname__, merged)
     if not options:
         server_class._tp_merged_options = merged  # type: ignore[attr-defined]
     return merged

@@ -198,6 +198,10 @@ class Table:
         self.insert(key, value)
 
     def __delitem__(self, key: Any) -> None:
+        if self._deleted:
+            self._gone()
+        if self._access != "public" and _caller() is not self._owner:
+            self._refuse("delete")  # a write, even of a missing key
         if not self.contains(key):
             raise KeyError(key)
         self.delete(key)

@@ -8,7 +8,10 @@ transaction are refused and change nothing; hostile keys change nothing.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import gc
+import pickle
 from types import ModuleType
 from typing import Any
 
@@ -320,4 +323,351 @@ def test_twins_agree_on_diffs() -> None:
         j.commit()
         results.append((j.changes(), mod.detach(j.diff())))
     assert results[0] == results[1]
-    assert results[0][0] == [("l",), ("new",), ("s",), ("a", "b"), ("a", "c")]
+    # shortest first; paths of one length in the order they were first changed
+    # (keys of mixed types do not sort, and sorting by repr would run user code)
+    assert results[0][0] == [("l",), ("s",), ("new",), ("a", "b"), ("a", "c")]
+
+
+# ------------------------------------------------ differential: both twins in lockstep
+
+
+@dataclasses.dataclass
+class Acct:
+    """A mutable dataclass in the state: tracked field by field."""
+
+    n: Any
+    log: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Tag:
+    """A frozen dataclass in the state: kept by reference."""
+
+    name: str
+
+
+class BadHash:
+    """A key whose hash raises (stateless, so both twins meet the same object)."""
+
+    def __hash__(self) -> int:
+        raise ArithmeticError("hash")
+
+    def __repr__(self) -> str:
+        return "BadHash()"
+
+
+RICH_LEAVES = st.one_of(SCALARS, st.builds(Tag, st.text("ab", max_size=1)))
+RICH = st.recursive(
+    RICH_LEAVES,
+    lambda inner: st.one_of(
+        st.dictionaries(KEYS, inner, max_size=3),
+        st.lists(inner, max_size=3),
+        st.sets(st.integers(0, 9), max_size=3),
+        st.tuples(inner, inner),
+        st.builds(Acct, inner, st.lists(inner, max_size=2)),
+    ),
+    max_leaves=8,
+)
+ODD_KEYS = st.one_of(KEYS, st.sampled_from(["bad-hash", "unhashable"]))
+DICT_OPS = ["setitem", "delitem", "pop", "pop_default", "popitem", "setdefault", "update", "update_kw", "update_bad", "ior", "clear", "get"]
+LIST_OPS = [
+    "append", "extend", "extend_bad", "insert", "insert_bad", "pop", "pop_i", "remove", "setitem", "setitem_slice",
+    "setitem_ext", "delitem", "delitem_slice", "reverse", "clear", "iadd", "imul", "sort", "sort_rev", "sort_key",
+]
+SET_OPS = [
+    "add", "add_bad", "discard", "remove", "pop", "clear", "update", "difference_update", "intersection_update",
+    "symmetric_difference_update", "ior", "ior_list", "iand", "isub", "ixor",
+]
+FIELD_OPS = ["set_n", "set_log"]
+
+
+def targets(node: Any, out: list[Any]) -> list[Any]:
+    """Every container and mutable dataclass reachable from *node*, depth first."""
+    if isinstance(node, dict):
+        out.append(node)
+        for v in dict.values(node):
+            targets(v, out)
+    elif isinstance(node, list):
+        out.append(node)
+        for v in list(node):
+            targets(v, out)
+    elif isinstance(node, set):
+        out.append(node)
+    elif isinstance(node, tuple):
+        for v in node:
+            targets(v, out)
+    elif isinstance(node, Acct):
+        out.append(node)
+        targets(node.n, out)
+        targets(node.log, out)
+    return out
+
+
+def outcome(call: Any, cow: ModuleType) -> tuple[Any, ...]:
+    """What a call did: its detached result, or its exception's type and message."""
+    try:
+        result = call()
+    except Exception as e:  # noqa: BLE001 - errors are part of the game
+        # a compiled class's tp_name is dotted ("unhashable type: '_fastcore._cow.TDict'")
+        return ("err", type(e).__name__, str(e).replace("_fastcore._cow.", ""))
+    return ("ok", cow.detach(result))
+
+
+def resolve(recipe: Any, pool: list[Any]) -> Any:
+    """A fresh value from *recipe*: ("alias", i) is a live container of the same tree."""
+    if isinstance(recipe, tuple) and len(recipe) == 2 and recipe[0] == "alias":
+        return pool[recipe[1] % len(pool)]
+    return copy.deepcopy(recipe)
+
+
+def perform(target: Any, op: str, key: Any, arg: Any, n: int, pool: list[Any]) -> Any:
+    """Run one edit *op* on *target* (a TDict, TList, TSet or Acct) and return its result."""
+    if key == "bad-hash":
+        key = BadHash()
+    elif key == "unhashable":
+        key = []
+    value = resolve(arg, pool)
+    if isinstance(target, Acct):
+        if op == "set_n":
+            target.n = value
+        else:
+            target.log = [value]
+        return None
+    if isinstance(target, dict):
+        actions = {
+            "setitem": lambda: target.__setitem__(key, value),
+            "delitem": lambda: target.__delitem__(key),
+            "pop": lambda: target.pop(key),
+            "pop_default": lambda: target.pop(key, "dflt"),
+            "popitem": target.popitem,
+            "setdefault": lambda: target.setdefault(key, value),
+            "update": lambda: target.update({key: value}),
+            "update_kw": lambda: target.update(kw=value),
+            "update_bad": lambda: target.update(5),
+            "ior": lambda: target.__ior__({key: value}),
+            "clear": target.clear,
+            "get": lambda: target.get(key),
+        }
+        return actions[op]()
+    if isinstance(target, list):
+        actions = {
+            "append": lambda: target.append(value),
+            "extend": lambda: target.extend([value, resolve(arg, pool)]),
+            "extend_bad": lambda: target.extend(5),
+            "insert": lambda: target.insert(n, value),
+            "insert_bad": lambda: target.insert("x", value),
+            "pop": target.pop,
+            "pop_i": lambda: target.pop(n),
+            "remove": lambda: target.remove(value),
+            "setitem": lambda: target.__setitem__(n, value),
+            "setitem_slice": lambda: target.__setitem__(slice(0, 1), [value]),
+            "setitem_ext": lambda: target.__setitem__(slice(0, None, 2), [value]),
+            "delitem": lambda: target.__delitem__(n),
+            "delitem_slice": lambda: target.__delitem__(slice(n, None)),
+            "reverse": target.reverse,
+            "clear": target.clear,
+            "iadd": lambda: target.__iadd__([value]),
+            "imul": lambda: target.__imul__(n),
+            "sort": target.sort,
+            "sort_rev": lambda: target.sort(reverse=True),
+            "sort_key": lambda: target.sort(key=repr),
+        }
+        return actions[op]()
+    m = abs(n) + 5
+    actions = {
+        "add": lambda: target.add(n),
+        "add_bad": lambda: target.add([]),
+        "discard": lambda: target.discard(n),
+        "remove": lambda: target.remove(n),
+        "pop": target.pop,
+        "clear": target.clear,
+        "update": lambda: target.update([n], {m}),
+        "difference_update": lambda: target.difference_update([n], {m}),
+        "intersection_update": lambda: target.intersection_update({n, m, 0, 1}),
+        "symmetric_difference_update": lambda: target.symmetric_difference_update([n, m]),
+        "ior": lambda: target.__ior__({n}),
+        "ior_list": lambda: target.__ior__([m]),
+        "iand": lambda: target.__iand__({n, 0, 1, 2}),
+        "isub": lambda: target.__isub__({n}),
+        "ixor": lambda: target.__ixor__({m}),
+    }
+    return actions[op]()
+
+
+@settings(deadline=None, max_examples=200)
+@given(state=st.dictionaries(KEYS, RICH, max_size=4), data=st.data())
+def test_twins_agree_on_random_edit_scripts(state: dict[Any, Any], data: st.DataObject) -> None:
+    """Same script, both twins: same results, errors, states, changes, diffs and rollbacks."""
+    import importlib
+
+    mods = [importlib.import_module(name) for name in twins("cow").values()]
+    journals = [mod.Journal("srv") for mod in mods]
+    roots = [j.adopt_root(copy.deepcopy(state)) for j in journals]
+    committed = [mod.detach(root) for mod, root in zip(mods, roots)]
+    assert committed[0] == committed[1] == state
+    before = [sorted(map(id, targets(root, []))) for root in roots]
+    for j in journals:
+        j.begin()
+    for _ in range(data.draw(st.integers(1, 25), label="steps")):
+        step = data.draw(st.sampled_from(["edit"] * 8 + ["commit", "rollback", "begin"]), label="step")
+        if step == "edit":
+            index = data.draw(st.integers(0, 99), label="target")
+            key = data.draw(ODD_KEYS, label="key")
+            arg = data.draw(st.one_of(RICH, st.tuples(st.just("alias"), st.integers(0, 99))), label="value")
+            n = data.draw(st.integers(-3, 3), label="n")
+            pools = [targets(root, []) for root in roots]
+            assert len(pools[0]) == len(pools[1])
+            kind = type(pools[0][index % len(pools[0])])
+            names = FIELD_OPS if kind is Acct else DICT_OPS if issubclass(kind, dict) else LIST_OPS if issubclass(kind, list) else SET_OPS
+            op = data.draw(st.sampled_from(names), label="op")
+            results = [
+                outcome(lambda pool=pool: perform(pool[index % len(pool)], op, key, arg, n, pool), mod)
+                for mod, pool in zip(mods, pools)
+            ]
+            assert results[0] == results[1], op
+        elif step == "begin":
+            results = [outcome(j.begin, mod) for mod, j in zip(mods, journals)]
+            assert results[0] == results[1]
+            before = [sorted(map(id, targets(root, []))) for root in roots]
+        elif journals[0].active:
+            if step == "commit":
+                for j in journals:
+                    j.commit()
+                changes = [j.changes() for j in journals]
+                assert changes[0] == changes[1]
+                diffs = [mod.detach(j.diff()) for mod, j in zip(mods, journals)]
+                assert diffs[0] == diffs[1]
+                new = [mod.detach(root) for mod, root in zip(mods, roots)]
+                assert mods[0].apply(journals[0].diff(), committed[0]) == new[0]
+                assert mods[1].apply(journals[1].diff(), committed[1]) == new[1]
+                committed = new
+            else:
+                for j in journals:
+                    j.rollback()
+                assert [j.changes() for j in journals] == [[], []]
+                after = [sorted(map(id, targets(root, []))) for root in roots]
+                assert after == before  # the very same containers, each twin
+            for j in journals:
+                j.begin()
+            before = [sorted(map(id, targets(root, []))) for root in roots]
+        assert [j.active for j in journals] == [True, True] or step != "edit"
+        states = [mod.detach(root) for mod, root in zip(mods, roots)]
+        assert states[0] == states[1]
+        assert repr(journals[0]) == repr(journals[1])
+    for j in journals:
+        j.rollback()
+    assert [mod.detach(root) for mod, root in zip(mods, roots)] == committed
+
+
+# ----------------------------------------------------------------- the rest of the contract
+
+
+def test_deleted_is_one_object_that_pickles_by_reference(cow: ModuleType) -> None:
+    from _fastcore import _deleted
+
+    assert cow.DELETED is _deleted.DELETED
+    assert repr(cow.DELETED) == "DELETED"
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        assert pickle.loads(pickle.dumps(cow.DELETED, protocol)) is cow.DELETED
+    assert copy.copy(cow.DELETED) is cow.DELETED
+    assert copy.deepcopy(cow.DELETED) is cow.DELETED
+    assert b"_fastcore._deleted" in pickle.dumps(cow.DELETED)  # not a twin's module
+
+
+def test_tracked_containers_copy_and_pickle_as_builtins(cow: ModuleType) -> None:
+    j = cow.Journal("srv")
+    root = j.adopt_root({"d": {"x": [1, {2}]}, "l": [[1]], "s": {3}})
+    for value, kind in ((root, dict), (root["d"], dict), (root["l"], list), (root["s"], set)):
+        for clone in (
+            copy.copy(value),
+            copy.deepcopy(value),
+            *(pickle.loads(pickle.dumps(value, p)) for p in range(pickle.HIGHEST_PROTOCOL + 1)),
+        ):
+            assert type(clone) is kind
+            assert clone == value
+            assert clone is not value
+    deep = copy.deepcopy(root)
+    assert type(deep["d"]["x"]) is list and type(deep["d"]["x"][1]) is set
+    assert repr(root["s"]) == "TSet({3})" and repr(cow.TSet()) == "TSet()"
+    assert repr(root["l"]) == "[[1]]" and repr(root["d"]) == "{'x': [1, TSet({2})]}"
+
+
+def test_detach_and_adopt_keep_immutables_by_reference(cow: ModuleType) -> None:
+    tag, flat, nested = Tag("a"), (1, "x", Tag("b")), (1, [2])
+    j = cow.Journal("srv")
+    root = j.adopt_root({"tag": tag, "flat": flat, "nested": nested, "n": 10**30, "f": frozenset({1})})
+    assert root["tag"] is tag and root["flat"] is flat
+    assert root["nested"] is not nested and cow.is_tracked(root["nested"][1])
+    for scalar in (None, True, 3, 2.5, "s", b"b", 10**30, frozenset({1}), range(3)):
+        assert cow.detach(scalar) is scalar
+    assert cow.detach(flat) is flat
+    plain = cow.detach(root["nested"])
+    assert plain == (1, [2]) and type(plain[1]) is list
+    assert not cow.is_tracked(plain[1]) and not cow.is_tracked({}) and cow.is_tracked(root)
+    assert type(cow.SCALARS) is frozenset and type(None) in cow.SCALARS
+
+
+def test_journal_repr_and_attributes(cow: ModuleType) -> None:
+    j = cow.Journal(owner="srv")
+    assert repr(j) == "<Journal of 'srv' active=False>"
+    assert (j.owner, j.root, j.active) == ("srv", None, False)
+    root = j.adopt_root({"a": 1})
+    assert j.root is root and j.changes() == [()]
+    j.begin()
+    assert repr(j) == "<Journal of 'srv' active=True>" and j.changes() == []
+    assert not j._changed
+    root["a"] = 2
+    assert j._changed
+    j.commit()
+    assert j.diff() == {("a",): 2}
+    j.root = None
+    assert j.diff() == {("a",): cow.DELETED}
+    with pytest.raises(RuntimeError, match="^the state of a server was changed outside"):
+        cow.TDict(a=1)["b"] = 2
+
+
+def test_deep_trees_raise_recursion_error_and_free_cleanly(cow: ModuleType) -> None:
+    deep: list[Any] = []
+    for _ in range(20_000):
+        deep = [deep]
+    j = cow.Journal("srv")
+    with pytest.raises(RecursionError):
+        j.adopt_root({"deep": deep})
+    with pytest.raises(RecursionError):
+        cow.detach(deep)
+    root = j.adopt_root({"l": []})
+    j.begin()
+    node = root["l"]
+    for _ in range(20_000):  # a tracked chain deeper than any recursion limit
+        node.append([])
+        node = node[0]
+    j.commit()
+    with pytest.raises(RecursionError):
+        cow.detach(root)
+    j.begin()
+    root["l"] = []
+    j.rollback()  # the chain comes back
+    j.begin()
+    del root["l"]
+    j.commit()  # and is freed through the trashcan: no stack overflow
+    assert cow.detach(root) == {}
+
+
+def test_cycles_through_a_journal_are_collected(cow: ModuleType) -> None:
+    freed: list[str] = []
+
+    class Canary:
+        def __del__(self) -> None:
+            freed.append("state")
+
+    def make() -> None:
+        j = cow.Journal("srv")
+        root = j.adopt_root({"canary": Canary(), "l": [1], "s": {1}})
+        j.begin()
+        root["me"] = j  # kept by reference: journal -> root -> journal
+        root["l"].append(2)
+        j.commit()
+
+    make()
+    gc.collect()
+    assert freed == ["state"]

@@ -244,7 +244,7 @@ class TableMachine(RuleBasedStateMachine):
 def test_table_behaves_as_model(table: ModuleType, kind: str) -> None:
     run_state_machine_as_test(
         lambda: TableMachine(table, kind),
-        settings=settings(max_examples=60, stateful_step_count=40, deadline=None),
+        settings=settings(max_examples=40, stateful_step_count=40, deadline=None),
     )
 
 
@@ -458,7 +458,10 @@ def test_unhashable_keys_leave_table_unchanged(table: ModuleType, kind: str) -> 
 # ---- validation messages ----
 
 
-@pytest.mark.parametrize(("kind", "shown"), [("sets", "'sets'"), ("", "''"), (None, "None"), (1, "1"), (["set"], "['set']")])
+@pytest.mark.parametrize(
+    ("kind", "shown"),
+    [("sets", "'sets'"), ("", "''"), (None, "None"), (1, "1"), (["set"], "['set']")],
+)
 def test_kind_validation(table: ModuleType, kind: object, shown: str) -> None:
     msg = re.escape(f"kind must be 'set', 'ordered_set', 'bag' or 'duplicate_bag', got {shown}")
     with pytest.raises(ValueError, match=f"^{msg}$"):
@@ -509,11 +512,12 @@ def test_update_counter_validation(table: ModuleType, kind: str) -> None:
 def test_set_only_operations_refuse_bags(table: ModuleType, kind: str) -> None:
     t = table.TableCore(kind)
     t.insert(1, 1)
-    with pytest.raises(TypeError, match=rf"^lookup\(\) needs a set or ordered_set table, got a '{kind}' table; use lookup_all\(\)$"):
+    refusal = rf"needs a set or ordered_set table, got a '{kind}' table"
+    with pytest.raises(TypeError, match=rf"^lookup\(\) {refusal}; use lookup_all\(\)$"):
         t.lookup(1)
-    with pytest.raises(TypeError, match=rf"^getitem\(\) needs a set or ordered_set table, got a '{kind}' table; use lookup_all\(\)$"):
+    with pytest.raises(TypeError, match=rf"^getitem\(\) {refusal}; use lookup_all\(\)$"):
         t.getitem(1)
-    with pytest.raises(TypeError, match=rf"^update_counter\(\) needs a set or ordered_set table, got a '{kind}' table$"):
+    with pytest.raises(TypeError, match=rf"^update_counter\(\) {refusal}$"):
         t.update_counter(1, 1)
 
 

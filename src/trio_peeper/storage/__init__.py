@@ -5,5 +5,7 @@ from ._base import Storage as Storage
 from ._base import Stored as Stored
 from ._base import Write as Write
 from ._memory import Memory as Memory
+from ._postgres import Postgres as Postgres
+from ._sqlite import SQLite as SQLite
 
-__all__ = ["Fenced", "Memory", "Storage", "Stored", "Write"]
+__all__ = ["Fenced", "Memory", "Postgres", "SQLite", "Storage", "Stored", "Write"]

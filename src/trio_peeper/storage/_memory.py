@@ -56,7 +56,7 @@ class Memory(Storage):
         holder = entry[2]
         if holder is not None and holder != owner:
             # in one process a node releases its keys when it closes: a holder is live
-            raise AlreadyStarted(key)
+            raise AlreadyStarted(key, what="key")
         entry[1] = int(entry[1]) + 1  # type: ignore[call-overload]
         entry[2] = owner
         return int(entry[1])  # type: ignore[call-overload]

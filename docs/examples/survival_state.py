@@ -1,0 +1,96 @@
+"""Survival: what a rollback restores, and what it cannot: objects held by reference."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+import trio
+
+import trio_peeper as tp
+
+
+@dataclasses.dataclass
+class Account:  # a mutable dataclass: tracked field by field, rolled back
+    balance: int
+    history: list = dataclasses.field(default_factory=list)
+
+
+class Outbox:  # an object of your own class: held by reference, never rolled back
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.live = None
+
+
+class Audit:
+    """A listener: called in the server's task, after each commit or crash."""
+
+    def on_state_changed(self, old, new):
+        before, after = old["accounts"]["ann"], new["accounts"]["ann"]
+        print(f"  listener: ann {before.balance} -> {after.balance}")
+
+    def on_crash(self, exception, state):
+        balance = state["accounts"]["ann"].balance
+        print(f"  listener: crash {exception!r}; committed: ann has {balance}")
+
+
+class Bank(tp.GenServer, listener=Audit()):
+    async def init(self, limits, outbox):
+        return {
+            "limits": limits,  # an exact dict: stored as a tracked copy
+            "accounts": {"ann": Account(100)},
+            "per_day": collections.defaultdict(int),  # a dict *subclass*: by reference
+            "outbox": outbox,
+        }
+
+    async def handle_call(self, request, caller, state):
+        match request:
+            case ("pay", who, amount):
+                account = state["accounts"][who]
+                account.balance -= amount  # every change below happens in place
+                account.history.append(-amount)
+                state["per_day"]["monday"] += 1
+                state["outbox"].sent.append(f"receipt: {who} paid {amount}")
+                if account.balance < 0:
+                    raise ValueError(f"{who} would be overdrawn by {-account.balance}")
+                return tp.Reply(account.balance, state)
+            case "leak":
+                state["outbox"].live = state["accounts"]  # a live reference escapes
+                return tp.Reply(None, state)
+            case "show":
+                return tp.Reply(state, state)  # tracked parts come back as copies
+        raise ValueError(f"unknown request {request!r}")
+
+
+async def main() -> None:
+    limits = {"max": 500}
+    outbox = Outbox()
+    async with tp.open_supervisor(tp.child(Bank, limits, outbox, name="bank")):
+        print("pay 30 ->", await tp.call("bank", ("pay", "ann", 30)))
+        try:
+            await tp.call("bank", ("pay", "ann", 100))
+        except tp.ServerExited as exc:
+            print(f"pay 100 -> ServerExited({exc.reason!r})")
+
+        state = await tp.call("bank", "show")
+        print("after the crash:")
+        print(f"  ann: {state['accounts']['ann']} (rolled back)")
+        print(f"  per day: {dict(state['per_day'])} (a defaultdict: not rolled back)")
+        print(f"  outbox: {outbox.sent} (your own object: not rolled back)")
+
+        print("value semantics:")
+        limits["max"] = 0  # the server holds its own copy
+        state["accounts"]["ann"].balance = 1_000_000  # the reply is a copy
+        state = await tp.call("bank", "show")
+        print(f"  limits {state['limits']}, ann {state['accounts']['ann'].balance}")
+
+        print("changing the live state outside a callback:")
+        await tp.call("bank", "leak")
+        try:
+            outbox.live["bob"] = Account(0)
+        except RuntimeError as exc:
+            print(f"  RuntimeError: {exc}")
+
+
+if __name__ == "__main__":
+    trio.run(main)

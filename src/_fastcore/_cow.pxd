@@ -1,0 +1,41 @@
+# The C-level contract other .pyx modules cimport (see _cow.pyx for the layout).
+cimport cython
+
+
+@cython.final
+cdef class Journal:
+    cdef public object owner
+    cdef public object root
+    cdef public bint active
+    cdef list _undo
+    cdef readonly dict _changed
+    cdef dict _fields
+    cdef unsigned long long _epoch
+    cpdef object adopt_root(self, object value)
+    cpdef object adopt(self, object value, tuple anchor, bint exact)
+    cpdef void begin(self) except *
+    cpdef void commit(self) except *
+    cpdef void rollback(self) except *
+    cdef int _readopt_fields(self) except -1
+
+
+cdef class TDict(dict):
+    cdef Journal _j
+    cdef tuple _anchor
+    cdef bint _exact
+    cdef unsigned long long _epoch
+
+
+cdef class TList(list):
+    cdef Journal _j
+    cdef tuple _anchor
+    cdef unsigned long long _epoch
+
+
+cdef class TSet(set):
+    cdef Journal _j
+    cdef tuple _anchor
+    cdef unsigned long long _epoch
+
+
+cdef object _detach(object value)

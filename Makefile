@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUILD_INPUTS := pyproject.toml setup.py $(wildcard src/_fastcore/*.pyx src/_fastcore/*.pxd src/_fastcore/*.c src/_fastcore/*.h src/_fastcore/_wheel_build.py)
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benches/run_all.py
+
+# many more kill -9 trials than `make test` runs (SQLite and PostgreSQL)
+soak: $(VENV)/.installed
+	TRIO_PEEPER_SOAK_TRIALS=200 $(PY) -m pytest tests/durable/test_kill9.py -q
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info src/_fastcore/*.so src/_fastcore/_ring.c src/_fastcore/_wheel_cffi*

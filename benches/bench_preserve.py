@@ -1,4 +1,4 @@
-"""Preservation benches: what keeping the state across crashes costs, against the same run's references.
+"""Preservation benches: what keeping state across crashes costs, against same-run references.
 
 What is measured and why (targets from DESIGN.md, "The keeper and transactional
 state" and "Performance targets"):
@@ -135,12 +135,14 @@ class Crashy(Counters):
 
 
 def cycling(n: int) -> Iterator[int]:
-    """The keys of an n-key state, round and round (kept across runs: every key gets its turn)."""
+    """The keys of an n-key state, round and round (kept across runs: every key has its turn)."""
     return itertools.cycle(range(n))
 
 
-async def start(nursery: trio.Nursery, cls: type[tp.GenServer], n: int, **options: object) -> tp.ServerRef:
-    # no start timeout: a 1M-key init (build + adoption) takes about a second, more under tracemalloc
+async def start(
+    nursery: trio.Nursery, cls: type[tp.GenServer], n: int, **options: object
+) -> tp.ServerRef:
+    # no start timeout: a 1M-key init (build + adoption) takes about a second, more traced
     ref: tp.ServerRef = await tp.start_server(nursery, cls, n, timeout=math.inf, **options)
     return ref
 
@@ -448,11 +450,28 @@ async def measure_table(rec: h.Recorder) -> None:
 def rows_table(m: h.Medians) -> list[h.Row]:
     get = m("bound dict.get")
     setitem = m("bound dict.__setitem__")
+    lookup = m("t.lookup(k) public")
     return [
-        h.Row("t.lookup(k), public set", m("t.lookup(k) public"), h.TIME, "bound dict.get", get, h.ratio_at_most(1.5)),
-        h.Row("  same", m("t.lookup(k) public"), h.TIME, "d.get(k)", m("d.get(k)")),
-        h.Row("bound lookup = t.lookup", m("bound t.lookup, public"), h.TIME, "bound dict.get", get, h.ratio_at_most(1.5)),
-        h.Row("t.insert(k, v), public set", m("t.insert(k, v) public"), h.TIME, "bound dict.__setitem__", setitem, h.ratio_at_most(2.0)),
+        h.Row(
+            "t.lookup(k), public set", lookup, h.TIME, "bound dict.get", get, h.ratio_at_most(1.5)
+        ),
+        h.Row("  same", lookup, h.TIME, "d.get(k)", m("d.get(k)")),
+        h.Row(
+            "bound lookup = t.lookup",
+            m("bound t.lookup, public"),
+            h.TIME,
+            "bound dict.get",
+            get,
+            h.ratio_at_most(1.5),
+        ),
+        h.Row(
+            "t.insert(k, v), public set",
+            m("t.insert(k, v) public"),
+            h.TIME,
+            "bound dict.__setitem__",
+            setitem,
+            h.ratio_at_most(2.0),
+        ),
         h.Row(
             "t.insert(k, v), protected, by owner",
             m("t.insert(k, v) protected, owner"),
@@ -461,7 +480,13 @@ def rows_table(m: h.Medians) -> list[h.Row]:
             setitem,
             h.ratio_at_most(2.0),
         ),
-        h.Row("t.delete(k), present keys", m("t.delete(k) public"), h.TIME, "bound dict.pop(k, None)", m("bound dict.pop(k, None)")),
+        h.Row(
+            "t.delete(k), present keys",
+            m("t.delete(k) public"),
+            h.TIME,
+            "bound dict.pop(k, None)",
+            m("bound dict.pop(k, None)"),
+        ),
         h.Row("loop step alone (in every figure above)", m("loop only"), h.TIME),
     ]
 
@@ -520,7 +545,7 @@ def rows_memory(m: h.Medians) -> list[h.Row]:
             h.BYTES,
             "plain dict",
             plain / BIG,
-            note=f"whole state with its server: {pres / mb:.1f} MB vs {plain / mb:.1f} MB (tracemalloc)",
+            note=f"whole state, server included: {pres / mb:.1f} MB vs {plain / mb:.1f} MB",
         ),
         h.Row(
             "  peak while it starts",
@@ -528,7 +553,7 @@ def rows_memory(m: h.Medians) -> list[h.Row]:
             h.BYTES,
             "plain dict",
             plain / BIG,
-            note=f"{peak / mb:.1f} MB: init's plain dict and its tracked copy coexist during adoption",
+            note=f"{peak / mb:.1f} MB: init's plain dict and its tracked copy coexist",
         ),
         h.Row(
             "memory per key, 100k keys of {'v': i}, preserving",

@@ -159,8 +159,14 @@ class Table:
         object.__setattr__(self, "_len", self._guard("len", length) if check_reads else length)
 
     def _guard(self, op: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        current = _current_server.get  # bound once: one C call per checked operation
+        task = trio.lowlevel.current_task
+
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            if _caller() is not self._owner:
+            caller = current()
+            if caller is None:
+                caller = task()
+            if caller is not self._owner:
                 self._refuse(op)
             return fn(*args, **kwargs)
 

@@ -4,8 +4,9 @@
 ``TRIO_PEEPER_FASTCORE=cython`` (skipped, with a note, when the compiled
 ``_fastcore`` does not import) and ``=python``, each as a subprocess; after
 each, a table compares the two cores row by row (the cython/python ratio of
-STYLE.md S9). ``bench_fastcore.py`` runs too when it
-exists.
+STYLE.md S9). ``bench_durable.py`` runs once, under the compiled core (its
+figures are bound by the disk and the drivers). ``bench_fastcore.py`` runs
+too when it exists.
 
 The core is fixed per process, so the two cores cannot be interleaved inside
 one run as variants are. To keep machine drift from favouring one core, a full
@@ -209,6 +210,19 @@ def main() -> int:
 
         if len(results) == 2:
             print(compare_cores(results, name) + "\n", flush=True)
+
+    # durability: bound by the disk and the drivers, not by the core; run once, compiled core
+    durable = HERE / "bench_durable.py"
+    durable_env = envs.get("cython")
+    if durable_env is not None:
+        path = out_dir / "bench_durable-cython.json"
+        cmd = [sys.executable, str(durable), *(["--quick"] if args.quick else []), "--json", str(path)]
+        failures += run(cmd, durable_env, "bench_durable, cython") != 0
+        print(flush=True)
+        if path.exists():
+            all_results["bench_durable"] = {"cython": json.loads(path.read_text())}
+    else:
+        notes.append("NOTE: bench_durable skipped: it runs under the compiled core only")
 
     fastcore = HERE / "bench_fastcore.py"
     if fastcore.exists():

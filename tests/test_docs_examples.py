@@ -2,7 +2,9 @@
 
 Every file in docs/examples is imported and its ``main()`` run under a
 `trio.testing.MockClock` (virtual time: the examples' sleeps and timeouts take
-no real time), and its output is checked line by line. Every ```python block of
+no real time), in a fresh temporary working directory (an example may create
+files there, as the demo's SQLite database), and its output is checked line
+by line. Every ```python block of
 README.md and docs/*.md must be preceded by a marker line
 ``<!-- example: docs/examples/NAME.py -->`` and be exactly that file, so the
 docs can never show code that was not run here; a ```text block after
@@ -324,10 +326,49 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
             "[seats] terminate(tp.SHUTDOWN)",
             "[ledger] terminate(tp.SHUTDOWN)",
             "Booth closed.",
+            # durability: in .demo/booth.db under the working directory
+            "stored in .demo/booth.db (delete .demo/ to start over)",
+            "first run: counters start at 0",
+            "3 people through: 3 in all",
+            "killed and restarted: still 3",
         ],
         ["[cashier] restore (restart #1): has sold 3 tickets so far"],
     ),
+    "durable_counter.py": (
+        ["runs: 0 -> 1", "runs: 1 -> 2", "runs: 2 -> 3"],
+        [],
+    ),
+    "durable_migration.py": (
+        [
+            "AccountV1: balance 12.5, stored with vsn 1",
+            "AccountV2: balance 1500, stored with vsn 2",
+            "AccountV2: balance 1501, stored with vsn 2",
+            "AccountV1: VersionError: key 'account/ann' is stored with vsn 2,"
+            " newer than AccountV1.vsn = 1",
+        ],
+        [],
+    ),
+    "durable_testing.py": (
+        [
+            "passed: test_a_failed_write_is_not_acknowledged (0 virtual seconds)",
+            "passed: test_interval_writes_once_per_sync_every (61 virtual seconds)",
+            "passed: test_the_conformance_kit_passes (0 virtual seconds)",
+        ],
+        [],
+    ),
 }
+
+# Examples whose storage works in threads (SQLite). Under autojump the clock
+# would jump to the next deadline (a call's timeout) whenever every task waits
+# for such a thread, so they run on a MockClock that never moves by itself:
+# they need no virtual time at all.
+STILL_CLOCK = {"demo.py", "durable_counter.py"}
+
+
+def clock_for(path: Path) -> trio.testing.MockClock:
+    if path.name in STILL_CLOCK:
+        return trio.testing.MockClock()
+    return trio.testing.MockClock(autojump_threshold=0)
 
 
 def load_example(path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
@@ -363,28 +404,55 @@ def test_examples_are_found() -> None:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[path.name for path in EXAMPLES])
 def test_example_runs_and_prints(
-    path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     source = path.read_text(encoding="utf-8")
     assert "async def main() -> None:" in source
     assert 'if __name__ == "__main__":\n    ' in source
     assert "trio.run(main" in source
     module = load_example(path, monkeypatch)
-    trio.run(module.main, clock=trio.testing.MockClock(autojump_threshold=0))
+    monkeypatch.chdir(tmp_path)
+    trio.run(module.main, clock=clock_for(path))
     out = capsys.readouterr().out
     ordered, unordered = EXPECTED[path.name]
     assert_lines(out, ordered, unordered)
 
 
 def test_demo_runs_in_virtual_time_fast(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The demo is event driven: it needs no virtual time to pass at all."""
     module = load_example(EXAMPLES_DIR / "demo.py", monkeypatch)
-    clock = trio.testing.MockClock(autojump_threshold=0)
+    monkeypatch.chdir(tmp_path)
+    clock = trio.testing.MockClock()  # never moves by itself
     trio.run(module.main, clock=clock)
     assert clock.current_time() == 0.0
     assert "Booth closed." in capsys.readouterr().out
+
+
+def test_demo_turnstile_continues_on_the_next_run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    module = load_example(EXAMPLES_DIR / "demo.py", monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    trio.run(module.main, clock=trio.testing.MockClock())
+    capsys.readouterr()
+    trio.run(module.main, clock=trio.testing.MockClock())
+    out = capsys.readouterr().out
+    assert_lines(
+        out,
+        [
+            "counters continue from 3 (run #2)",
+            "3 people through: 6 in all",
+            "killed and restarted: still 6",
+        ],
+        [],
+    )
+    assert "first run: counters start at 0" not in out
+    assert (tmp_path / ".demo" / "booth.db").is_file()
 
 
 # ------------------------------------------------------------ code in docs
@@ -478,9 +546,11 @@ def test_output_shown_in_docs_is_the_real_output(
     shown: str,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     module = load_example(ROOT / example, monkeypatch)
-    trio.run(module.main, clock=trio.testing.MockClock(autojump_threshold=0))
+    monkeypatch.chdir(tmp_path)
+    trio.run(module.main, clock=clock_for(ROOT / example))
     assert capsys.readouterr().out == shown, (
         f"{doc.name}:{line}: the output of {example} has changed"
     )
@@ -504,6 +574,9 @@ def test_docs_exist_and_include_their_examples() -> None:
         "survival_state.py",
         "survival_diffs.py",
         "survival_tables.py",
+        "durable_counter.py",
+        "durable_migration.py",
+        "durable_testing.py",
     ):
         assert f"docs/examples/{name}" in included, f"{name} is shown in no doc"
 

@@ -14,9 +14,15 @@ had. The tree::
     ├── promo          temporary   never restarted
     └── printers       one_for_one supervisor, at most 2 restarts in 5 s
         └── printer    permanent   jams on demand
+
+Then a durable turnstile counts people in SQLite, in ``.demo/booth.db`` under
+the current directory: run the demo again and it continues where it left
+off (delete ``.demo`` to start over).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import trio
 import trio.testing
@@ -152,6 +158,17 @@ class Printer(BoothServer):
         if request == "jam":
             raise RuntimeError("paper jam")
         return tp.Reply("printed", state + 1)
+
+
+class Turnstile(tp.DurableServer):
+    """People through the door, kept in SQLite: survives the program itself."""
+
+    async def handle_call(self, request, caller, state):
+        if request == "new run":
+            state["runs"] += 1
+        elif request == "through":
+            state["people"] += 1
+        return tp.Reply(dict(state), state)  # every change is on disk before this reply
 
 
 # --------------------------------------------------------------- narration
@@ -297,6 +314,33 @@ async def main() -> None:
         step("Closing the booth: children stop in reverse start order")
     print()
     print("Booth closed.")
+    await durable_turnstile()
+
+
+DEMO_DB = Path(".demo") / "booth.db"  # relative to the current directory
+
+
+async def durable_turnstile() -> None:
+    step("6. A durable turnstile: its state is in SQLite and outlives the program")
+    note(f"stored in {DEMO_DB.as_posix()} (delete {DEMO_DB.parent.as_posix()}/ to start over)")
+    DEMO_DB.parent.mkdir(exist_ok=True)
+    async with tp.open_node(storage=tp.storage.SQLite(DEMO_DB)):
+        turnstile = tp.child(
+            Turnstile, key="booth/turnstile", initial_state={"runs": 0, "people": 0}, name="turnstile"
+        )
+        async with tp.open_supervisor(turnstile):
+            state = await tp.call("turnstile", "new run")
+            if state["runs"] == 1:
+                note("first run: counters start at 0")
+            else:
+                note(f"counters continue from {state['people']} (run #{state['runs']})")
+            for _ in range(3):
+                state = await tp.call("turnstile", "through")
+            note(f"3 people through: {state['people']} in all")
+            tp.whereis("turnstile").kill()
+            state = await tp.call("turnstile", "get")
+            note(f"killed and restarted: still {state['people']}")
+    note("run the demo again: the count goes on from here")
 
 
 if __name__ == "__main__":

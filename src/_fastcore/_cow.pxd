@@ -11,9 +11,11 @@ cdef class Journal:
     cdef readonly dict _changed
     cdef dict _fields
     cdef unsigned long long _epoch
+    cdef bint _settled
     cpdef object adopt_root(self, object value)
     cpdef object adopt(self, object value, tuple anchor, bint exact)
     cpdef void begin(self) except *
+    cpdef void settle(self) except *
     cpdef void commit(self) except *
     cpdef void rollback(self) except *
     cdef int _readopt_fields(self) except -1

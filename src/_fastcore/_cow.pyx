@@ -15,7 +15,6 @@ machinery:
 * Base behaviour is reached through the base type's own slots or methods
   (``PyDict_Type.mp_subscript`` is ``dict.__getitem__``), never through the
   subclass, so the overrides do not recurse and errors are the builtin ones.
-
 * The undo records are the twin's, flattened into one list with the kind
   last: ``dict, key, old or _MISSING, 0``; ``list, saved items, 1``; ``set,
   saved items, 2``; ``dict, saved copy, 3``; ``instance, saved field values,
@@ -300,6 +299,7 @@ cdef class Journal:
         if self._changed:
             self._changed = {}
         self.active = True
+        self._settled = False
         cdef list undo
         if self._fields:
             undo = self._undo
@@ -307,11 +307,17 @@ cdef class Journal:
                 inst, _ = item
                 _cow_push(undo, inst, _save_fields(inst), NULL, _U_FIELDS)
 
+    cpdef void settle(self) except *:
+        """Inside a transaction: note dataclass fields assigned so far (once), so ``changes()`` shows them."""
+        if self._fields and not self._settled:
+            self._readopt_fields()
+            self._settled = True
+
     @cython.always_allow_keywords(False)  # METH_NOARGS: the cheapest call
     cpdef void commit(self) except *:
         """Close the transaction, keeping its changes (``changes()`` lists them)."""
         self.active = False
-        if self._fields:
+        if self._fields and not self._settled:
             self._readopt_fields()
         if self._undo:
             self._undo = []
@@ -359,15 +365,37 @@ cdef class Journal:
         self._changed = {}
 
     cdef int _readopt_fields(self) except -1:
-        # a field may have been given a new plain container: track it from now on
-        cdef type t
+        # A field assigned in the transaction (not the object begin() saved) is a
+        # change at the instance's anchor, and its new value is adopted like any
+        # value entering the tree (tracked copies, dataclasses registered). Other
+        # fields keep their objects unless plain containers (assigned outside a
+        # transaction) or containers tracked elsewhere (another path, another
+        # tree): a field's own containers carry the very anchor object it was
+        # registered with.
+        cdef dict saved = {}
+        cdef list undo = self._undo
+        cdef Py_ssize_t i = 0
+        cdef bint changed
+        while i + 2 < PyList_GET_SIZE(undo) and undo[i + 2] is _U_FIELDS:  # begin() saved them first
+            saved.setdefault(PyLong_FromVoidPtr(<void*>undo[i]), undo[i + 1])
+            i += 3
         for item in list(self._fields.values()):
             inst, anchor = item
-            for f in _dc_fields(inst):
+            before = saved.get(PyLong_FromVoidPtr(<void*>inst))
+            changed = False
+            for i, f in enumerate(_dc_fields(inst)):
                 current = getattr(inst, f.name)
-                t = type(current)
-                if t is dict or t is list or t is set or t is tuple:
-                    _object_setattr(inst, f.name, _adopt(self, current, anchor, False))
+                if before is not None and (i >= len(before) or current is not before[i]):
+                    changed = True
+                    adopted = _adopt(self, current, anchor, False)
+                elif _foreign(self, current, anchor):
+                    adopted = _adopt(self, current, anchor, False)
+                else:
+                    continue
+                if adopted is not current:
+                    _object_setattr(inst, f.name, adopted)
+            if changed:
+                self._changed[anchor] = None
         return 0
 
     def changes(self):
@@ -519,6 +547,18 @@ cdef inline int _whole_set(Journal j, TSet c) except -1:
         c._epoch = j._epoch
     j._changed[c._anchor] = None
     return 0
+
+
+cdef bint _foreign(Journal j, object value, object anchor) except -1:
+    """True if a field's *value* is not in its adopted form: a plain container or another's."""
+    cdef type t = type(value)
+    if t is TDict:
+        return (<TDict>value)._j is not j or (<TDict>value)._anchor is not anchor
+    if t is TList:
+        return (<TList>value)._j is not j or (<TList>value)._anchor is not anchor
+    if t is TSet:
+        return (<TSet>value)._j is not j or (<TSet>value)._anchor is not anchor
+    return t is dict or t is list or t is set or t is tuple
 
 
 cdef object _lookup(object root, tuple path):

@@ -20,9 +20,12 @@ copies (the state has value semantics: assigning ``state["b"] = state["a"]``
 stores a copy), tuples holding containers are rebuilt, immutable values
 (numbers, strings, bytes, None, frozensets, tuples and frozen dataclasses of
 immutables, enums, dates) are kept by reference, mutable dataclass instances
-are tracked field by field (their fields are saved at ``begin()``: O(fields)),
-and any other object is kept by reference and not tracked (a ServerRef, a
-caller, a table, your own classes: their changes are not rolled back).
+are tracked field by field (their fields are saved at ``begin()``: O(fields);
+a field assigned in the transaction is a change at the instance's path, and
+``commit()`` adopts its new value), and any other object is kept by reference
+and not tracked (a ServerRef, a caller, a table, your own classes: their
+changes are not rolled back). A mutable dataclass instance itself is kept by
+reference: stored at two paths, it is one object, reported at the later one.
 
 Paths: a change inside dicts reached from the root through dict keys only is
 reported at its exact path (the tuple of keys); a change anywhere below a list,
@@ -91,12 +94,13 @@ def _outside(j: Journal | None) -> RuntimeError:
 class Journal:
     """The transaction log of one state tree (one per server keeper)."""
 
-    __slots__ = ("_changed", "_fields", "_seen", "_undo", "active", "owner", "root")
+    __slots__ = ("_changed", "_fields", "_seen", "_settled", "_undo", "active", "owner", "root")
 
     def __init__(self, owner: object = None) -> None:
         self.owner = owner  # for error messages
         self.root: object = None
         self.active = False
+        self._settled = False
         self._undo: list[tuple[Any, ...]] = []
         # {path: None}: paths changed in the open (or last committed) transaction
         self._changed: dict[tuple[Any, ...], None] = {}
@@ -164,15 +168,22 @@ class Journal:
         if self._changed:
             self._changed = {}
         self.active = True
+        self._settled = False
         if self._fields:
             undo = self._undo
             for inst, _ in self._fields.values():
                 undo.append((_U_FIELDS, inst, _save_fields(inst)))
 
+    def settle(self) -> None:
+        """Inside a transaction: note dataclass fields assigned so far (once), so ``changes()`` shows them."""
+        if self._fields and not self._settled:
+            self._readopt_fields()
+            self._settled = True
+
     def commit(self) -> None:
         """Close the transaction, keeping its changes (``changes()`` lists them)."""
         self.active = False
-        if self._fields:
+        if self._fields and not self._settled:
             self._readopt_fields()
         if self._undo:
             self._undo = []
@@ -205,12 +216,34 @@ class Journal:
         self._changed = {}
 
     def _readopt_fields(self) -> None:
-        # a field may have been given a new plain container: track it from now on
+        # A field assigned in the transaction (not the object begin() saved) is a
+        # change at the instance's anchor, and its new value is adopted like any
+        # value entering the tree (tracked copies, dataclasses registered). Other
+        # fields keep their objects unless plain containers (assigned outside a
+        # transaction) or containers tracked elsewhere (another path, another
+        # tree): a field's own containers carry the very anchor object it was
+        # registered with.
+        saved: dict[int, tuple[Any, ...]] = {}
+        for rec in self._undo:  # begin() saved the fields first
+            if rec[0] != _U_FIELDS:
+                break
+            saved.setdefault(id(rec[1]), rec[2])
         for inst, anchor in list(self._fields.values()):
-            for f in dataclasses.fields(inst):
+            before = saved.get(id(inst))
+            changed = False
+            for i, f in enumerate(dataclasses.fields(inst)):
                 current = getattr(inst, f.name)
-                if type(current) in (dict, list, set, tuple):
-                    object.__setattr__(inst, f.name, self.adopt(current, anchor, False))
+                if before is not None and (i >= len(before) or current is not before[i]):
+                    changed = True
+                    adopted = self.adopt(current, anchor, False)
+                elif _foreign(self, current, anchor):
+                    adopted = self.adopt(current, anchor, False)
+                else:
+                    continue
+                if adopted is not current:
+                    object.__setattr__(inst, f.name, adopted)
+            if changed:
+                self._changed[anchor] = None
 
     def changes(self) -> list[tuple[Any, ...]]:
         """The paths changed by the last transaction, shortest first, none covered by another."""
@@ -245,6 +278,14 @@ class Journal:
             saved = dict(c) if kind == _U_DICT else list(c)
             self._undo.append((kind, c, saved))
         self._changed[c._anchor] = None
+
+
+def _foreign(j: Journal, value: object, anchor: tuple[Any, ...]) -> bool:
+    """True if a field's *value* is not in its adopted form: a plain container or another's."""
+    t = type(value)
+    if t is TDict or t is TList or t is TSet:
+        return value._j is not j or value._anchor is not anchor  # type: ignore[attr-defined]
+    return t in (dict, list, set, tuple)
 
 
 def _lookup(root: object, path: tuple[Any, ...]) -> object:

@@ -141,7 +141,7 @@ def child(
         from ._start import server_options  # noqa: PLC0415
 
         kind = "server"
-        opts = server_options(target, options)
+        opts = server_options(target, options, args)
     elif type(target) is SupervisorSpec:
         kind = "supervisor"
         opts = {}

@@ -34,8 +34,9 @@ from _fastcore import detach
 
 from ._errors import StorageError, SyncFailed, VersionError
 from ._genserver import SERVER_OPTIONS, GenServer
+from ._messages import IGNORE, Init
 from ._util import final
-from .storage._base import WHOLE, Write
+from .storage._base import WHOLE, Fenced, Write
 from .storage._codec import decode_record, encode_record, part_key, part_name
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def _overrides(server: GenServer, name: str) -> bool:
 class Durable:
     """One durable server's link to storage: key, token, policy, what is not synced yet."""
 
-    __slots__ = ("_timer", "dirty", "every", "initial", "key", "node", "policy", "ref", "token", "vsn")
+    __slots__ = ("_timer", "dirty", "every", "fenced", "initial", "key", "node", "policy", "ref", "token", "vsn")
 
     def __init__(self, ref: ServerRef, cls: type[DurableServer], options: dict[str, object]) -> None:
         self.ref = ref
@@ -124,6 +125,7 @@ class Durable:
         self.token = 0
         self.dirty: set[Any] = set()  # changed top-level keys not synced yet; _ALL: everything
         self._timer = 0
+        self.fenced = False  # a write was refused: a newer owner holds the key
 
     def __repr__(self) -> str:
         return f"<Durable {self.key!r} token={self.token} {self.policy}>"
@@ -141,6 +143,7 @@ class Durable:
             self.ref._add_final_hook(self._release)
         node = self.node
         assert node is not None and node.storage is not None
+        self.dirty = set()  # what is loaded now is what is stored
         try:
             stored = await node.storage.load(self.key)
         except StorageError:
@@ -163,7 +166,14 @@ class Durable:
             state = server.load_state(stored.vsn, data)
             if stored.vsn != self.vsn:
                 self.dirty = {_ALL}  # migrated: store the new shape
-        return await server.init(state)
+        if not _overrides(server, "init"):
+            return state
+        loaded = detach(state)  # init may change the state: store what the server starts with
+        result = await server.init(state)
+        started = result.state if type(result) is Init else result
+        if started is not IGNORE and detach(started) != loaded:
+            self.dirty = {_ALL}
+        return result
 
     def _round_trip(self, data: Any) -> Any:
         """What storing and loading *data* gives (first boot sees the loaded shape)."""
@@ -180,6 +190,12 @@ class Durable:
         self._cancel_timer()
 
     # ------------------------------------------------------------- syncing
+
+    def check_owner(self) -> None:
+        """Before a restart serves: a fenced server lost its key and fails to start."""
+        if self.fenced:
+            msg = f"key {self.key!r} is owned by a newer claim; this server was fenced off"
+            raise SyncFailed(msg)
 
     def mark(self, changes: list[tuple[Any, ...]]) -> None:
         """Remember what a commit changed (top-level keys; () = everything)."""
@@ -233,6 +249,8 @@ class Durable:
         write = self.build(server, state)  # StorageError: state not encodable
         result = await node.write(write)
         if result is not None:
+            if isinstance(result, Fenced):
+                self.fenced = True  # it lost the key: it must never serve it again
             msg = f"sync of {self.key!r} failed: {result}"
             raise SyncFailed(msg) from result
         self.dirty = set()

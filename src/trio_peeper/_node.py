@@ -44,7 +44,7 @@ class Node:
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("_committer", "_live", "_nursery", "_opened", "_pending", "_storage", "id", "name")
+    __slots__ = ("_committer", "_live", "_nursery", "_opened", "_opening", "_pending", "_releasing", "_storage", "id", "name")
 
     def __init__(self, storage: Storage | None, name: Hashable | None) -> None:
         if storage is not None and not isinstance(storage, Storage):
@@ -54,10 +54,12 @@ class Node:
         self.name = name
         self.id = uuid.uuid4().hex  # this node's owner id in the storage
         self._opened = False
+        self._opening: trio.Lock | None = None  # one open, however many servers start at once
         self._pending: list[_Pending] = []
         self._committer: trio.lowlevel.Task | None = None
         self._live: dict[str, list[Any]] = {}  # {key: [ServerRef, token]} claimed by this node
         self._nursery: trio.Nursery | None = None
+        self._releasing: dict[str, trio.Event] = {}  # {key: set once its release reached the storage}
 
     def __repr__(self) -> str:
         return f"<Node {self.name or self.id[:8]} storage={self._storage!r} live={len(self._live)}>"
@@ -73,8 +75,12 @@ class Node:
 
             self._storage = SQLite("trio_peeper.db")
         if not self._opened:
-            await self._storage.open()
-            self._opened = True
+            if self._opening is None:
+                self._opening = trio.Lock()
+            async with self._opening:
+                if not self._opened:
+                    await self._storage.open()
+                    self._opened = True
         return self._storage
 
     # ------------------------------------------------------------- claims
@@ -85,6 +91,10 @@ class Node:
         if holder is not None:
             await trio.lowlevel.checkpoint()
             raise AlreadyStarted(key, holder[0], what="key")
+        releasing = self._releasing.get(key)
+        if releasing is not None:  # it just stopped: its release goes first
+            await releasing.wait()
+            return await self.claim(key, ref)
         entry = self._live[key] = [ref, 0]  # reserved while the claim is in flight
         try:
             storage = await self._ensure_storage()
@@ -99,6 +109,7 @@ class Node:
         """Let *key* go (its server stopped for good); the storage is told in the background."""
         self._live.pop(key, None)
         if self._nursery is not None and self._storage is not None and self._opened:
+            self._releasing[key] = trio.Event()
             self._nursery.start_soon(self._release, key, token)
 
     async def _release(self, key: str, token: int) -> None:
@@ -107,6 +118,10 @@ class Node:
             await self._storage.release(key, token)
         except StorageError:
             pass  # the next claim of the key bumps the token anyway
+        finally:
+            done = self._releasing.pop(key, None)
+            if done is not None:
+                done.set()
 
     # ------------------------------------------------------------- writes
 

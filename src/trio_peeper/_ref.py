@@ -815,6 +815,9 @@ class ServerRef(Stoppable):
         server = self._cls()
         keeper = self._keeper
         j = keeper.journal
+        loaded = False  # a durable server loaded from storage (not a restore)
+        if self._durable is not None:
+            self._durable.check_owner()
         if boot == _BOOT_RESTORE:
             if j is not None:
                 j.begin()
@@ -828,6 +831,7 @@ class ServerRef(Stoppable):
         elif self._durable is not None:
             result = await self._durable.boot(server)  # type: ignore[arg-type]
             where = "init"
+            loaded = True
         else:
             result = await server.init(*self._args)
             where = "init"
@@ -847,7 +851,7 @@ class ServerRef(Stoppable):
             state = self._store(state)
         else:
             state = keeper.adopt(state)
-        if self._durable is not None and self._durable.dirty:
+        if loaded and self._durable is not None and self._durable.dirty:
             await self._durable.sync(server, state)  # first boot or migration: durable before started
         if self._hooks is not None and boot == _BOOT_RESTORE:
             self._hooks.restarted(state, self._restarts)
@@ -1121,10 +1125,20 @@ class ServerRef(Stoppable):
                 if j is not None:
                     j.rollback()  # terminate's changes are not kept: the state is left as committed
                 if durable is not None:
-                    await durable.sync(server, keeper.state)  # every policy syncs on a graceful stop
+                    await self._final_sync(server)
                 if hooks is not None:
                     hooks.terminated(payload, keeper.state)
                 return payload
+
+    async def _final_sync(self, server: GenServer) -> None:
+        """Every policy syncs on a graceful stop; a failure is logged and becomes the exit reason."""
+        durable = self._durable
+        assert durable is not None
+        try:
+            await durable.sync(server, self._keeper.state)
+        except Exception:
+            log.exception("the final sync of durable server %r failed; its last changes are not stored", durable.key)
+            raise
 
     def _before(self, state: object) -> object:
         """What ``on_state_changed`` will get as *old* (a copy if the state is tracked)."""
@@ -1182,6 +1196,7 @@ class ServerRef(Stoppable):
         if j is not None:
             if new is not j.root:
                 new = j.adopt_root(new)
+            j.settle()  # dataclass fields assigned in the callback count as changes
             durable.mark(j.changes())
         else:
             durable.mark([()])
@@ -1202,7 +1217,7 @@ class ServerRef(Stoppable):
         if j is not None:
             j.rollback()
         if self._durable is not None:
-            await self._durable.sync(server, self._keeper.state)  # every policy syncs on a graceful stop
+            await self._final_sync(server)
         if self._hooks is not None:
             self._hooks.terminated(stop.reason, self._keeper.state)
         if caller is not None and stop.reply is not NO_REPLY:

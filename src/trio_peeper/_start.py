@@ -16,7 +16,9 @@ from ._runtime import current_runtime
 from ._util import final
 
 
-def server_options(server_class: object, options: dict[str, object]) -> dict[str, object]:
+def server_options(
+    server_class: object, options: dict[str, object], args: tuple[object, ...] = ()
+) -> dict[str, object]:
     """Class defaults < class keywords < start options, validated; raises on bad input."""
     if not (isinstance(server_class, type) and issubclass(server_class, GenServer)):
         msg = f"server_class must be a tp.GenServer subclass, got {server_class!r}"
@@ -31,6 +33,9 @@ def server_options(server_class: object, options: dict[str, object]) -> dict[str
     merged.update(options)
     if issubclass(server_class, DurableServer):
         check_durable_options(server_class.__qualname__, merged)
+        if args:
+            msg = f"{server_class.__qualname__} is durable: it takes key= and initial_state=, not positional args {args!r}"
+            raise TypeError(msg)
     if not options:
         server_class._tp_merged_options = merged  # type: ignore[attr-defined]
     return merged
@@ -56,7 +61,7 @@ async def start_server(
 
     .. versionadded:: 0.1
     """
-    merged = server_options(server_class, options)
+    merged = server_options(server_class, options, args)
     ref = ServerRef._create(server_class, args, merged, name)
     ref._nursery = nursery
     if timeout is not None and timeout != math.inf:

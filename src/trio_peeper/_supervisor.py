@@ -276,8 +276,8 @@ class Supervisor(Stoppable):
                             await self._start(child, restart=False)
                         except (StartError, AlreadyStarted) as e:
                             await self._stop_all(self._children)
-                            if isinstance(e, StartError):
-                                raise
+                            if isinstance(e, StartError) or e.what == "key":
+                                raise  # a durable key conflict passes unwrapped (API.md section 10)
                             raise StartError(child.spec.id, e) from e
                     self._status = RUNNING
                     nursery.start_soon(self._control)

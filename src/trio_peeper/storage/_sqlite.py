@@ -461,7 +461,7 @@ class SQLite(Storage):
         if row is not None:
             holder = row[1]
             if holder is not None and holder != owner and self._alive(holder):
-                raise AlreadyStarted(key)
+                raise AlreadyStarted(key, what="key")
         self._hold(owner)
         if row is None:
             token = 1

@@ -1193,6 +1193,7 @@ class ServerRef(Stoppable):
         assert durable is not None
         j = self._keeper.journal
         new = result.state
+        unsynced = set(durable.dirty)  # a failed sync rolls the change back: so must the marks
         if j is not None:
             if new is not j.root:
                 new = j.adopt_root(new)
@@ -1202,7 +1203,11 @@ class ServerRef(Stoppable):
             durable.mark([()])
         opts = getattr(result, "_opts", None)
         if durable.policy == "commit" or (opts is not None and opts.sync):
-            await durable.sync(server, new)
+            try:
+                await durable.sync(server, new)
+            except BaseException:
+                durable.dirty = unsynced
+                raise
         return self._commit(new, old)
 
     async def _stop_with(self, server: GenServer, stop: Stop, caller: _Call | None, old: object) -> object:

@@ -82,7 +82,7 @@ def assert_sync_failed(exc: tp.ServerExited) -> None:
 
 @pytest.mark.parametrize("failing", [(2,), (3,), (5,), (8,), (3, 4), (2, 4, 6), (4, 5, 6, 7)])
 async def test_a_failed_write_is_not_acknowledged(backend: Any, failing: tuple[int, ...]) -> None:
-    """Write #1 is the first boot; #k (k > 1) is a call's, or a restart's re-sync after a failure."""
+    """Write #1 is the first boot; #k (k > 1) is a call's (a restart writes nothing: the state is the durable one)."""
     storage = FaultyStorage(backend.make(), fail_on=lambda n: n in failing)
     acked = 0
     failures = 0

@@ -9,7 +9,7 @@ EXPORTED = sorted(
     NoReply PeeperError Registry Reply RestartIntensityExceeded SHUTDOWN ServerExited ServerRef
     Shutdown StartError Statistics Stop StorageError Supervisor SyncFailed TIMEOUT TableDeleted
     Table TableTransfer TaskRef Timer VersionError Via call cast child current_server dynamic_supervisor
-    is_normal open_dynamic_supervisor open_node open_supervisor pdict reply send send_after start_server storage supervisor
+    is_normal open_dynamic_supervisor open_node open_supervisor pdict reply send send_after start_server storage supervisor testing
     transfer whereis whereis_table
     """.split()
 )
@@ -26,8 +26,8 @@ def test_every_public_object_claims_the_public_module() -> None:
     for name in EXPORTED:
         obj = getattr(tp, name)
         module = getattr(obj, "__module__", None)
-        if name == "storage":
-            assert obj.__name__ == "trio_peeper.storage"
+        if name in ("storage", "testing"):
+            assert obj.__name__ == f"trio_peeper.{name}"
         elif isinstance(obj, type) or callable(obj):
             assert module == "trio_peeper", (name, module)
 

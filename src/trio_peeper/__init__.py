@@ -8,6 +8,7 @@ from ._child_spec import child as child
 from ._child_spec import dynamic_supervisor as dynamic_supervisor
 from ._child_spec import supervisor as supervisor
 from . import storage as storage
+from . import testing as testing
 from ._durable import DurableServer as DurableServer
 from ._errors import AccessError as AccessError
 from ._errors import AlreadyRegistered as AlreadyRegistered

@@ -102,6 +102,15 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> Config:
 # --------------------------------------------------------------- versions
 
 
+
+def measure_sync(benches: Mapping[str, Callable[[int], float]], n: int, runs: int) -> dict[str, float]:
+    """Median of *runs* interleaved runs of each sync micro-bench (``bench(n)`` returns its figure)."""
+    samples: dict[str, list[float]] = {name: [] for name in benches}
+    for _ in range(runs):
+        for name, bench in benches.items():  # interleaved: drift hits every variant alike
+            samples[name].append(bench(n))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:

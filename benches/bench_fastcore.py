@@ -19,6 +19,8 @@ within each run so drift hits them alike. Run ``python benches/bench_fastcore.py
 from __future__ import annotations
 
 import argparse
+
+import _harness
 import heapq
 import itertools
 import platform
@@ -105,11 +107,7 @@ def heapq_push_lazy_delete(backlog: int) -> Bench:
 
 
 def measure(benches: dict[str, Bench], n: int, runs: int) -> dict[str, float]:
-    samples: dict[str, list[float]] = {name: [] for name in benches}
-    for _ in range(runs):
-        for name, bench in benches.items():  # interleaved
-            samples[name].append(bench(n))
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return _harness.measure_sync(benches, n, runs)
 
 
 def main() -> None:

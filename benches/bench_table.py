@@ -25,6 +25,8 @@ smoke run). Nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+
+import _harness
 import platform
 import random
 import statistics
@@ -137,11 +139,7 @@ def dict_pop(n: int) -> float:
 
 
 def measure(benches: dict[str, Bench], n: int, runs: int) -> dict[str, float]:
-    samples: dict[str, list[float]] = {name: [] for name in benches}
-    for _ in range(runs):
-        for name, bench in benches.items():  # interleaved
-            samples[name].append(bench(n))
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return _harness.measure_sync(benches, n, runs)
 
 
 def main() -> None:

@@ -9,6 +9,11 @@ cdef class TableCore:
     cdef dict _data
     cdef list _cells
     cdef Py_ssize_t _size
+    cdef object _gvar
+    cdef object _gowner
+    cdef object _grefuse
+    cdef int _guard(self, str op) except -1
+    cpdef void set_write_guard(self, object var, object owner, object refuse) except *
     cdef int _insert_cell(self, object key, object value) except -1
     cdef list _remove_cell(self, object key)
     cdef int _need_ordered(self, str name) except -1

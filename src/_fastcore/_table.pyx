@@ -34,6 +34,8 @@ through its dict or a list, which the GC clears instead.
 cimport cython
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.object cimport PyObject
+from cpython.contextvars cimport PyContextVar_Get
+from cpython.ref cimport Py_XDECREF
 
 cdef enum:
     SET = 0
@@ -159,8 +161,27 @@ The objects ((key, value) pairs) of one table; no ownership, no access control."
         del cells[i]
         return cell
 
+    cpdef void set_write_guard(self, object var, object owner, object refuse) except *:
+        """Let writes through only while context variable *var* holds *owner*; else call *refuse()*.
+
+        ``refuse(op)`` (*op*: the refused method's name) must raise. ``set_write_guard(None, None, None)`` removes the guard.
+        """
+        self._gvar, self._gowner, self._grefuse = var, owner, refuse
+
+    cdef int _guard(self, str op) except -1:
+        cdef PyObject *value = NULL
+        PyContextVar_Get(self._gvar, NULL, &value)
+        cdef bint mine = value == <PyObject *>self._gowner
+        Py_XDECREF(value)
+        if not mine:
+            self._grefuse(op)
+            raise RuntimeError("a write guard's refuse() must raise")
+        return 0
+
     cpdef void insert(self, object key, object value) except *:
         """Store the object (*key*, *value*): replace a set's value, add to a bag."""
+        if self._gvar is not None:
+            self._guard("insert")
         cdef int code = self._code
         cdef list values
         if code == SET:
@@ -183,6 +204,8 @@ The objects ((key, value) pairs) of one table; no ownership, no access control."
 
     cpdef void insert_many(self, object pairs) except *:
         """Insert every (key, value) of *pairs* in order, or none of them."""
+        if self._gvar is not None:
+            self._guard("insert_many")
         cdef list items = list(pairs)
         cdef object item, key, value
         for item in items:
@@ -239,6 +262,8 @@ The objects ((key, value) pairs) of one table; no ownership, no access control."
 
     cpdef bint insert_new(self, object key, object value) except -1:
         """Insert (*key*, *value*) and return True, or return False if *key* is present."""
+        if self._gvar is not None:
+            self._guard("insert_new")
         cdef int code = self._code
         cdef dict data = self._data
         cdef Py_ssize_t n
@@ -260,6 +285,8 @@ The objects ((key, value) pairs) of one table; no ownership, no access control."
 
     cpdef void delete(self, object key) except *:
         """Remove every object with *key* (nothing happens if there is none)."""
+        if self._gvar is not None:
+            self._guard("delete")
         cdef int code = self._code
         cdef list values
         if code == SET:
@@ -273,6 +300,8 @@ The objects ((key, value) pairs) of one table; no ownership, no access control."
 
     cpdef void delete_object(self, object key, object value) except *:
         """Remove the objects equal to (*key*, *value*), every duplicate of it included."""
+        if self._gvar is not None:
+            self._guard("delete_object")
         cdef int code = self._code
         cdef dict data = self._data
         cdef object stored, v
@@ -302,6 +331,8 @@ The objects ((key, value) pairs) of one table; no ownership, no access control."
 
     cpdef list take(self, object key):
         """Remove the objects with *key* and return their values."""
+        if self._gvar is not None:
+            self._guard("take")
         cdef int code = self._code
         cdef object value
         cdef list found
@@ -319,6 +350,8 @@ The objects ((key, value) pairs) of one table; no ownership, no access control."
 
     cpdef void clear(self) except *:
         """Remove every object."""
+        if self._gvar is not None:
+            self._guard("clear")
         old = self._data, self._cells  # dropped on return, once the table is consistent
         self._data = {}
         self._cells = []
@@ -327,6 +360,8 @@ The objects ((key, value) pairs) of one table; no ownership, no access control."
 
     cpdef object update_counter(self, object key, object incr, object default=0):
         """Add *incr* to the int value of *key* (*default* if absent) and return the sum."""
+        if self._gvar is not None:
+            self._guard("update_counter")
         cdef int code = self._code
         cdef object old, new
         cdef list cell

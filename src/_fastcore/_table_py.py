@@ -64,7 +64,7 @@ def _for_sets(name: str, kind: str) -> str:
 class TableCore:
     """The objects ((key, value) pairs) of one table; no ownership, no access control."""
 
-    __slots__ = ("_cells", "_code", "_kind", "_lists", "_map", "_size")
+    __slots__ = ("_cells", "_code", "_gowner", "_grefuse", "_gvar", "_kind", "_lists", "_map", "_size")
 
     def __init__(self, kind: Kind) -> None:
         code = _CODES.get(kind) if type(kind) is str else None
@@ -73,6 +73,9 @@ class TableCore:
             raise ValueError(msg)
         self._kind: Kind = _KINDS[code]
         self._code: int = code
+        self._gvar: object = None  # write guard (set_write_guard): context var, owner, refuse
+        self._gowner: object = None
+        self._grefuse: object = None
         self._adopt({})
         self._cells: list[list[object]] = []  # ordered_set: [[key, value], ...] sorted by key
         self._size: int = 0  # bags: number of objects
@@ -117,8 +120,23 @@ class TableCore:
         del cells[i]
         return cell
 
+    def set_write_guard(self, var: object, owner: object, refuse: object) -> None:
+        """Let writes through only while context variable *var* holds *owner*; else call *refuse()*.
+
+        ``refuse(op)`` (*op*: the refused method's name) must raise. ``set_write_guard(None, None, None)`` removes the guard.
+        """
+        self._gvar, self._gowner, self._grefuse = var, owner, refuse
+
+    def _guard(self, op: str) -> None:
+        if self._gvar.get(None) is not self._gowner:  # type: ignore[attr-defined]
+            self._grefuse(op)  # type: ignore[operator]
+            msg = "a write guard's refuse() must raise"
+            raise RuntimeError(msg)
+
     def insert(self, key: object, value: object) -> None:
         """Store the object (*key*, *value*): replace a set's value, add to a bag."""
+        if self._gvar is not None:
+            self._guard("insert")
         code = self._code
         if code == _SET:
             self._map[key] = value
@@ -141,6 +159,8 @@ class TableCore:
 
     def insert_many(self, pairs: Iterable[tuple[object, object]]) -> None:
         """Insert every (key, value) of *pairs* in order, or none of them."""
+        if self._gvar is not None:
+            self._guard("insert_many")
         items = list(pairs)
         for item in items:
             if not isinstance(item, tuple) or len(item) != 2:
@@ -192,6 +212,8 @@ class TableCore:
 
     def insert_new(self, key: object, value: object) -> bool:
         """Insert (*key*, *value*) and return True, or return False if *key* is present."""
+        if self._gvar is not None:
+            self._guard("insert_new")
         code = self._code
         if code == _SET:
             data = self._map
@@ -213,6 +235,8 @@ class TableCore:
 
     def delete(self, key: object) -> None:
         """Remove every object with *key* (nothing happens if there is none)."""
+        if self._gvar is not None:
+            self._guard("delete")
         code = self._code
         if code == _SET:
             self._map.pop(key, None)
@@ -225,6 +249,8 @@ class TableCore:
 
     def delete_object(self, key: object, value: object) -> None:
         """Remove the objects equal to (*key*, *value*), every duplicate of it included."""
+        if self._gvar is not None:
+            self._guard("delete_object")
         code = self._code
         if code == _SET:
             data = self._map
@@ -252,6 +278,8 @@ class TableCore:
 
     def take(self, key: object) -> list[object]:
         """Remove the objects with *key* and return their values."""
+        if self._gvar is not None:
+            self._guard("take")
         code = self._code
         if code == _SET:
             value = self._map.pop(key, _MISSING)
@@ -267,6 +295,8 @@ class TableCore:
 
     def clear(self) -> None:
         """Remove every object."""
+        if self._gvar is not None:
+            self._guard("clear")
         old = self._map, self._cells  # dropped on return, once the table is consistent
         self._adopt({})
         self._cells = []
@@ -275,6 +305,8 @@ class TableCore:
 
     def update_counter(self, key: object, incr: int, default: int = 0) -> int:
         """Add *incr* to the int value of *key* (*default* if absent) and return the sum."""
+        if self._gvar is not None:
+            self._guard("update_counter")
         code = self._code
         if code >= _BAG:
             raise TypeError(_for_sets("update_counter", self._kind))

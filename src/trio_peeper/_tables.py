@@ -149,12 +149,19 @@ class Table:
         core = self._core
         check_reads = self._access == "private"
         check_writes = self._access != "public"
+        # a server owner's writes are checked inside the compiled core (one C call):
+        # the current server context variable must hold the owner's ref
+        in_core = check_writes and isinstance(self._owner, ServerRef)
+        if in_core:
+            core.set_write_guard(_current_server, self._owner, self._refuse)
+        else:
+            core.set_write_guard(None, None, None)
         for op in _READS:
             fn = getattr(core, op)
             object.__setattr__(self, op, self._guard(op, fn) if check_reads else fn)
         for op in _WRITES:
             fn = getattr(core, op)
-            object.__setattr__(self, op, self._guard(op, fn) if check_writes else fn)
+            object.__setattr__(self, op, self._guard(op, fn) if check_writes and not in_core else fn)
         length = core.__len__
         object.__setattr__(self, "_len", self._guard("len", length) if check_reads else length)
 
@@ -298,6 +305,7 @@ class Table:
             old._disown_table(self)
         self._owner = ref
         ref._own_table(self)
+        self._bind()  # the write guard follows the owner
         ref._post(_INFO, TableTransfer(self, old if isinstance(old, ServerRef) else None, data))
 
     def _owner_lost(self, ref: ServerRef) -> None:

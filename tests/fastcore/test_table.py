@@ -775,3 +775,39 @@ def test_implementation_follows_env(wanted: str) -> None:
     ).stdout.split()
     suffix = "" if wanted == "cython" else "_py"
     assert [wanted, f"_fastcore._table{suffix}"] == out
+
+
+def test_write_guard_lets_only_the_owner_write(table: Any) -> None:
+    import contextvars
+
+    var: contextvars.ContextVar[object] = contextvars.ContextVar("who", default=None)
+    owner, refused = object(), []
+
+    def refuse(op: str) -> None:
+        refused.append(op)
+        raise PermissionError(op)
+
+    t = table.TableCore("set")
+    t.insert("k", 1)
+    t.set_write_guard(var, owner, refuse)
+    for write in (
+        lambda: t.insert("k", 2),
+        lambda: t.insert_many([("k", 2)]),
+        lambda: t.insert_new("n", 1),
+        lambda: t.delete("k"),
+        lambda: t.delete_object("k", 1),
+        lambda: t.take("k"),
+        lambda: t.clear(),
+        lambda: t.update_counter("c", 1),
+    ):
+        with pytest.raises(PermissionError):
+            write()
+    assert refused == ["insert", "insert_many", "insert_new", "delete", "delete_object", "take", "clear", "update_counter"]
+    assert t.items() == [("k", 1)] and t.lookup("k") == 1  # nothing written; reads are not guarded
+    token = var.set(owner)
+    t.insert("k", 3)
+    assert t.update_counter("c", 2) == 2
+    var.reset(token)
+    t.set_write_guard(None, None, None)
+    t.insert("k", 4)
+    assert t.lookup("k") == 4

@@ -73,7 +73,6 @@ if TYPE_CHECKING:
     from _fastcore import Journal
 
     from ._genserver import GenServer
-    from ._keeper import Keeper
     from ._messages import _Opts
     from ._runtime import Runtime, Timers
 
@@ -1306,11 +1305,6 @@ def pdict() -> dict[Any, Any]:
     if d is None:
         d = keeper.pdict = {}
     return d
-
-
-def current_server_or_none() -> ServerRef | None:
-    """Like `current_server`, but None outside a server."""
-    return _current_server.get()
 
 
 @final

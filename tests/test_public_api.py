@@ -9,7 +9,7 @@ EXPORTED = sorted(
     NoReply PeeperError Registry Reply RestartIntensityExceeded SHUTDOWN ServerExited ServerRef
     Shutdown StartError Statistics Stop StorageError Supervisor SyncFailed TIMEOUT TableDeleted
     Table TableTransfer TaskRef Timer VersionError Via call cast child current_server dynamic_supervisor
-    is_normal open_dynamic_supervisor open_node open_supervisor pdict reply send send_after start_server storage supervisor testing
+    is_normal open_dynamic_supervisor open_node open_supervisor pdict reply send send_after snapshotted start_server storage supervisor testing
     transfer whereis whereis_table
     """.split()
 )

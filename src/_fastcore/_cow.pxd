@@ -9,7 +9,8 @@ cdef class Journal:
     cdef public bint active
     cdef list _undo
     cdef readonly dict _changed
-    cdef dict _fields
+    cdef dict _objs
+    cdef list _fresh
     cdef unsigned long long _epoch
     cdef bint _settled
     cpdef object adopt_root(self, object value)
@@ -18,7 +19,8 @@ cdef class Journal:
     cpdef void settle(self) except *
     cpdef void commit(self) except *
     cpdef void rollback(self) except *
-    cdef int _readopt_fields(self) except -1
+    cdef int _readopt(self) except -1
+    cdef int _prune(self) except -1
 
 
 cdef class TDict(dict):

@@ -17,9 +17,11 @@ machinery:
   subclass, so the overrides do not recurse and errors are the builtin ones.
 * The undo records are the twin's, flattened into one list with the kind
   last: ``dict, key, old or _MISSING, 0``; ``list, saved items, 1``; ``set,
-  saved items, 2``; ``dict, saved copy, 3``; ``instance, saved field values,
-  4``. No tuple per record: a write costs a few list appends and nothing for
-  the cyclic GC to track.
+  saved items, 2``; ``dict, saved copy, 3``; ``object, its Kind, its
+  snapshot, 4``; ``old root, old registry, 5``. No tuple per record: a write
+  costs a few list appends and nothing for the cyclic GC to track.
+* Snapshotted objects (dataclasses, deques, subclasses of the builtins...)
+  are the slow path: both twins use the one ``_objects`` module for them.
 
 User code (``__hash__``, ``__eq__``, ``__del__``, dataclass attributes) may run
 inside almost every step and may re-enter the journal: no borrowed reference
@@ -44,13 +46,12 @@ from cpython.set cimport PySet_Add, PySet_Clear, PySet_New, PySet_Pop
 from cpython.tuple cimport PyTuple_GET_SIZE
 
 import copy as _copy_module
-import dataclasses
 import datetime
 import decimal
-import enum
 import fractions
 import uuid
 
+from . import _objects
 from ._deleted import DELETED
 
 cdef extern from *:
@@ -213,7 +214,8 @@ cdef object _U_KEY = 0  # dict, key, old value or _MISSING, kind
 cdef object _U_LIST = 1  # list, saved items, kind
 cdef object _U_SET = 2  # set, saved items, kind
 cdef object _U_DICT = 3  # dict, saved items, kind
-cdef object _U_FIELDS = 4  # instance, saved field values, kind
+cdef object _U_OBJ = 4  # object, its Kind, its snapshot, kind
+cdef object _U_ROOT = 5  # old root, old {id: (object, anchor, Kind)}, kind
 
 # the base methods whose argument handling and messages are reused as they are
 cdef object _list_pop = list.pop
@@ -223,12 +225,10 @@ cdef object _set_discard = set.discard
 cdef object _set_difference_update = set.difference_update
 cdef object _set_intersection_update = set.intersection_update
 cdef object _set_symmetric_difference_update = set.symmetric_difference_update
-cdef object _object_setattr = object.__setattr__
-cdef object _is_dataclass = dataclasses.is_dataclass
-cdef object _dc_fields = dataclasses.fields
 cdef object _copy = _copy_module.copy
 cdef object _deepcopy = _copy_module.deepcopy
-cdef object _Enum = enum.Enum
+cdef object _kind = _objects.kind
+cdef object _reachable = _objects.reachable
 
 
 cdef inline bint _scalar(type t) except -1:
@@ -261,7 +261,8 @@ cdef class Journal:
         # a usable journal even if __init__ is never run (Journal.__new__)
         self._undo = []
         self._changed = {}
-        self._fields = {}
+        self._objs = {}
+        self._fresh = []
         self._epoch = 1  # a new container has epoch 0: never saved yet
 
     def __init__(self, owner=None):
@@ -272,8 +273,9 @@ cdef class Journal:
         # {path: None}: paths changed in the open (or last committed) transaction
         self._changed = {}
         self._epoch += 1  # the twin's fresh _seen set
-        # mutable dataclass instances in the tree: {id: (instance, anchor)}
-        self._fields = {}
+        # the snapshotted objects of the tree: {id: (object, anchor, kind)}
+        self._objs = {}
+        self._fresh = []  # ids of the objects registered in this transaction
 
     def __repr__(self):
         return f"<Journal of {self.owner!r} active={bool(self.active)}>"
@@ -282,7 +284,9 @@ cdef class Journal:
 
     cpdef object adopt_root(self, object value):
         """Make *value* the root of the tree (adopting it) and return what is stored."""
-        self._fields = {}
+        if self.active:  # a rollback brings the old root back
+            _cow_push(self._undo, self.root, self._objs, NULL, _U_ROOT)
+        self._objs = {}
         self.root = root = _adopt(self, value, (), True)
         self._changed = {(): None}  # the whole state was replaced
         return root
@@ -301,24 +305,30 @@ cdef class Journal:
         self.active = True
         self._settled = False
         cdef list undo
-        if self._fields:
+        if self._objs:
             undo = self._undo
-            for item in self._fields.values():
-                inst, _ = item
-                _cow_push(undo, inst, _save_fields(inst), NULL, _U_FIELDS)
+            for item in self._objs.values():
+                obj, _, k = item
+                saved = k.save(obj)
+                _cow_push(undo, obj, k, <PyObject*>saved, _U_OBJ)
 
     cpdef void settle(self) except *:
-        """Inside a transaction: note dataclass fields assigned so far (once), so ``changes()`` shows them."""
-        if self._fields and not self._settled:
-            self._readopt_fields()
+        """Inside a transaction: note snapshotted objects changed so far (once), so ``changes()`` shows them."""
+        if self._objs and not self._settled:
+            self._readopt()
             self._settled = True
 
     @cython.always_allow_keywords(False)  # METH_NOARGS: the cheapest call
     cpdef void commit(self) except *:
         """Close the transaction, keeping its changes (``changes()`` lists them)."""
         self.active = False
-        if self._fields and not self._settled:
-            self._readopt_fields()
+        if self._objs:
+            if not self._settled:
+                self._readopt()
+            if self._changed:
+                self._prune()
+        if self._fresh:
+            self._fresh = []
         if self._undo:
             self._undo = []
             self._epoch += 1
@@ -346,6 +356,11 @@ cdef class Journal:
                 else:
                     PyDict_SetItem(c, key, old)
                 continue
+            if kind is _U_OBJ:
+                c, k, saved_obj = undo[i - 3], undo[i - 2], undo[i - 1]
+                i -= 4
+                k.restore(c, saved_obj)
+                continue
             c, saved_items = undo[i - 2], undo[i - 1]
             i -= 3
             if kind is _U_LIST:
@@ -359,43 +374,58 @@ cdef class Journal:
                 PyDict_Clear(c)
                 PyDict_Update(c, saved_items)
             else:
-                _restore_fields(c, saved_items)
+                self.root, self._objs = c, saved_items
+        if self._fresh:  # registered by the transaction: not in the tree any more
+            for key in self._fresh:
+                self._objs.pop(key, None)
+            self._fresh = []
         self._undo = []
         self._epoch += 1
         self._changed = {}
 
-    cdef int _readopt_fields(self) except -1:
-        # A field assigned in the transaction (not the object begin() saved) is a
-        # change at the instance's anchor, and its new value is adopted like any
-        # value entering the tree (tracked copies, dataclasses registered). Other
-        # fields keep their objects unless plain containers (assigned outside a
-        # transaction) or containers tracked elsewhere (another path, another
-        # tree): a field's own containers carry the very anchor object it was
-        # registered with.
+    cdef int _readopt(self) except -1:
+        # Each snapshotted object against what was saved of it (at begin(), or when
+        # it entered the tree in this transaction): a difference is a change at its
+        # anchor. Its children are adopted when they were put there in the
+        # transaction or are not in adopted form (see the twin).
         cdef dict saved = {}
         cdef list undo = self._undo
-        cdef Py_ssize_t i = 0
-        cdef bint changed
-        while i + 2 < PyList_GET_SIZE(undo) and undo[i + 2] is _U_FIELDS:  # begin() saved them first
-            saved.setdefault(PyLong_FromVoidPtr(<void*>undo[i]), undo[i + 1])
-            i += 3
-        for item in list(self._fields.values()):
-            inst, anchor = item
-            before = saved.get(PyLong_FromVoidPtr(<void*>inst))
-            changed = False
-            for i, f in enumerate(_dc_fields(inst)):
-                current = getattr(inst, f.name)
-                if before is not None and (i >= len(before) or current is not before[i]):
-                    changed = True
-                    adopted = _adopt(self, current, anchor, False)
-                elif _foreign(self, current, anchor):
-                    adopted = _adopt(self, current, anchor, False)
-                else:
-                    continue
-                if adopted is not current:
-                    _object_setattr(inst, f.name, adopted)
-            if changed:
+        cdef Py_ssize_t i = PyList_GET_SIZE(undo) - 1
+        while i >= 0:  # newest first: the oldest snapshot of an object wins
+            kind = undo[i]
+            if kind is _U_OBJ:
+                saved[PyLong_FromVoidPtr(<void*>undo[i - 3])] = undo[i - 1]
+            i -= 4 if kind is _U_KEY or kind is _U_OBJ else 3
+        for item in list(self._objs.values()):
+            obj, anchor, k = item
+            before = saved.get(PyLong_FromVoidPtr(<void*>obj), _MISSING)
+            if before is _MISSING:  # no transaction saw it: nothing to compare with
+                before = k.save(obj)
+            if k.readopt(obj, before, _Fixer(self, anchor)):
                 self._changed[anchor] = None
+        return 0
+
+    cdef int _prune(self) except -1:
+        # forget the objects that left the tree: only those under a changed path can
+        # have, and each such path's subtree is walked once (the cost of what changed)
+        cdef dict changed = self._changed, objs = self._objs
+        cdef dict suspects = {}
+        cdef tuple anchor
+        cdef Py_ssize_t i
+        for key, item in objs.items():
+            anchor = item[1]
+            for i in range(len(anchor) + 1):
+                if anchor[:i] in changed:
+                    suspects.setdefault(anchor, []).append(key)
+                    break
+        for anchor, keys in suspects.items():
+            found = set()
+            node = _lookup(self.root, anchor)
+            if node is not _DELETED:
+                _reachable(node, objs, found)
+            for key in keys:
+                if key not in found:
+                    del objs[key]
         return 0
 
     def changes(self):
@@ -494,20 +524,40 @@ cdef object _adopt_tuple(Journal j, tuple value, tuple anchor):
 
 
 cdef object _adopt_other(Journal j, object value, tuple anchor):
-    if _is_dataclass(value) and not PyObject_IsInstance(value, type):
-        params = getattr(type(value), "__dataclass_params__", None)
-        if params is not None and params.frozen:
-            return value  # immutable if its fields are; a mutable field is its own business
-        for f in _dc_fields(value):
-            current = getattr(value, f.name)
-            adopted = _adopt(j, current, anchor, False)
-            if adopted is not current:
-                _object_setattr(value, f.name, adopted)
-        j._fields[PyLong_FromVoidPtr(<void*>value)] = (value, anchor)
+    k = _kind(type(value))
+    if k is None:
+        return value  # immutable, or a handle: kept by reference, not tracked
+    if PyLong_FromVoidPtr(<void*>value) in j._objs:
+        value = _copy(value)  # already in the tree: value semantics, as for containers
+    k.readopt(value, None, _Fixer(j, anchor))
+    key = PyLong_FromVoidPtr(<void*>value)
+    j._objs[key] = (value, anchor, k)
+    if j.active:  # what _readopt() compares with at commit; dropped again by a rollback
+        saved = k.save(value)
+        _cow_push(j._undo, value, k, <PyObject*>saved, _U_OBJ)
+        j._fresh.append(key)
+    return value
+
+
+@cython.final
+cdef class _Fixer:
+    """The children of a snapshotted object at *anchor* (the twin's ``fix`` closure).
+
+    One put there in the transaction is adopted (copies of what is in a tree
+    already); one that was there only if it is not in adopted form.
+    """
+
+    cdef Journal j
+    cdef tuple anchor
+
+    def __cinit__(self, Journal j, tuple anchor):
+        self.j = j
+        self.anchor = anchor
+
+    def __call__(self, value, assigned):
+        if assigned or _foreign(self.j, value, self.anchor):
+            return _adopt(self.j, value, self.anchor, False)
         return value
-    if PyObject_IsInstance(value, _Enum):
-        return value
-    return value  # kept by reference, not tracked
 
 
 # ------------------------------------------------------ records (internal)
@@ -550,15 +600,27 @@ cdef inline int _whole_set(Journal j, TSet c) except -1:
 
 
 cdef bint _foreign(Journal j, object value, object anchor) except -1:
-    """True if a field's *value* is not in its adopted form: a plain container or another's."""
+    """True if a child *value* of a snapshotted object at *anchor* is not in its adopted form."""
     cdef type t = type(value)
+    if _scalar(t):
+        return False
     if t is TDict:
         return (<TDict>value)._j is not j or (<TDict>value)._anchor is not anchor
     if t is TList:
         return (<TList>value)._j is not j or (<TList>value)._anchor is not anchor
     if t is TSet:
         return (<TSet>value)._j is not j or (<TSet>value)._anchor is not anchor
-    return t is dict or t is list or t is set or t is tuple
+    if t is dict or t is list or t is set:
+        return True
+    if t is tuple:
+        for v in <tuple>value:
+            if _foreign(j, v, anchor):
+                return True
+        return False
+    if _kind(t) is None:
+        return False
+    entry = j._objs.get(PyLong_FromVoidPtr(<void*>value))
+    return entry is None or entry[0] is not value or entry[1] != anchor
 
 
 cdef object _lookup(object root, tuple path):
@@ -568,16 +630,6 @@ cdef object _lookup(object root, tuple path):
             return _DELETED
         node = _cow_dict_subscript(node, key)
     return node
-
-
-cdef tuple _save_fields(object inst):
-    return tuple([getattr(inst, f.name) for f in _dc_fields(inst)])
-
-
-cdef int _restore_fields(object inst, object saved) except -1:
-    for f, value in zip(_dc_fields(inst), saved):
-        _object_setattr(inst, f.name, value)
-    return 0
 
 
 # --------------------------------------------------------------- containers
@@ -599,6 +651,7 @@ cdef class TDict(dict):
 
     def __setitem__(self, key, value):
         cdef Journal j = _journal(self._j)
+        PyObject_Hash(key)  # a bad key fails before the value enters the tree
         path = _key_path(self, key)
         value = _adopt(j, value, path, self._exact)
         _key(j, self, key, path)
@@ -933,15 +986,8 @@ cdef object _detach(object value):
             return [_detach(v) for v in <list>value]
         if t is tuple:
             return _detach_tuple(<tuple>value)
-        if _is_dataclass(value) and not PyObject_IsInstance(value, type):
-            params = getattr(t, "__dataclass_params__", None)
-            if params is not None and params.frozen:
-                return value
-            clone = _copy(value)
-            for f in _dc_fields(value):
-                _object_setattr(clone, f.name, _detach(getattr(value, f.name)))
-            return clone
-        return value
+        k = _kind(t)
+        return value if k is None else k.detach(value, detach)
     finally:
         Py_LeaveRecursiveCall()
 

@@ -17,15 +17,19 @@ first time it is changed in a transaction.
 
 Values entering the tree are *adopted*: plain dicts/lists/sets become tracked
 copies (the state has value semantics: assigning ``state["b"] = state["a"]``
-stores a copy), tuples holding containers are rebuilt, immutable values
+stores a copy), tuples holding containers are rebuilt, and immutable values
 (numbers, strings, bytes, None, frozensets, tuples and frozen dataclasses of
-immutables, enums, dates) are kept by reference, mutable dataclass instances
-are tracked field by field (their fields are saved at ``begin()``: O(fields);
-a field assigned in the transaction is a change at the instance's path, and
-``commit()`` adopts its new value), and any other object is kept by reference
-and not tracked (a ServerRef, a caller, a table, your own classes: their
-changes are not rolled back). A mutable dataclass instance itself is kept by
-reference: stored at two paths, it is one object, reported at the later one.
+immutables, enums, dates) are kept by reference. *Snapshotted* objects
+(mutable dataclasses, subclasses of dict/list/set, deques, bytearrays, arrays,
+SimpleNamespaces and classes registered with ``_objects.register``: see
+``_objects``) are kept by reference and registered: each is saved at
+``begin()``, restored in place by ``rollback()``, and compared at ``commit()``,
+where a difference is a change at its path and its new children are adopted:
+O(its size) per transaction. One already in the tree is copied when stored
+again elsewhere, as a container is. Registered objects that left the tree are
+forgotten at the commit that removed them. Any other object (a ServerRef, a
+caller, a table, a socket, an instance of an unregistered class) is kept by
+reference and not tracked: its changes are not rolled back.
 
 Paths: a change inside dicts reached from the root through dict keys only is
 reported at its exact path (the tuple of keys); a change anywhere below a list,
@@ -37,15 +41,14 @@ paths cover longer ones. ``apply(diff, old)`` replays a diff on plain values.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import datetime
 import decimal
-import enum
 import fractions
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
+from . import _objects
 from ._deleted import DELETED as DELETED
 
 __all__ = ["DELETED", "SCALARS", "Journal", "TDict", "TList", "TSet", "apply", "detach", "is_tracked"]
@@ -80,7 +83,8 @@ _U_KEY: Final = 0  # (kind, dict, key, old value or _MISSING)
 _U_LIST: Final = 1  # (kind, list, saved items)
 _U_SET: Final = 2  # (kind, set, saved items)
 _U_DICT: Final = 3  # (kind, dict, saved items)
-_U_FIELDS: Final = 4  # (kind, instance, saved field values)
+_U_OBJ: Final = 4  # (kind, object, its Kind, its snapshot)
+_U_ROOT: Final = 5  # (kind, old root, old {id: (object, anchor, Kind)})
 
 
 def _outside(j: Journal | None) -> RuntimeError:
@@ -94,7 +98,7 @@ def _outside(j: Journal | None) -> RuntimeError:
 class Journal:
     """The transaction log of one state tree (one per server keeper)."""
 
-    __slots__ = ("_changed", "_fields", "_seen", "_settled", "_undo", "active", "owner", "root")
+    __slots__ = ("_changed", "_fresh", "_objs", "_seen", "_settled", "_undo", "active", "owner", "root")
 
     def __init__(self, owner: object = None) -> None:
         self.owner = owner  # for error messages
@@ -105,8 +109,9 @@ class Journal:
         # {path: None}: paths changed in the open (or last committed) transaction
         self._changed: dict[tuple[Any, ...], None] = {}
         self._seen: set[int] = set()  # ids of lists/sets/dicts saved whole in this transaction
-        # mutable dataclass instances in the tree: {id: (instance, anchor)}
-        self._fields: dict[int, tuple[Any, tuple[Any, ...]]] = {}
+        # the snapshotted objects of the tree: {id: (object, anchor, kind)}
+        self._objs: dict[int, tuple[Any, tuple[Any, ...], _objects.Kind]] = {}
+        self._fresh: list[int] = []  # ids of the objects registered in this transaction
 
     def __repr__(self) -> str:
         return f"<Journal of {self.owner!r} active={self.active}>"
@@ -115,7 +120,9 @@ class Journal:
 
     def adopt_root(self, value: object) -> object:
         """Make *value* the root of the tree (adopting it) and return what is stored."""
-        self._fields = {}
+        if self.active:  # a rollback brings the old root back
+            self._undo.append((_U_ROOT, self.root, self._objs))
+        self._objs = {}
         self.root = root = self.adopt(value, (), True)
         self._changed = {(): None}  # the whole state was replaced
         return root
@@ -146,20 +153,28 @@ class Journal:
         if t is tuple:
             items = tuple(self.adopt(v, anchor, False) for v in value)  # type: ignore[attr-defined]
             return value if all(a is b for a, b in zip(items, value)) else items  # type: ignore[call-overload]
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            params = getattr(t, "__dataclass_params__", None)
-            if params is not None and params.frozen:
-                return value  # immutable if its fields are; a mutable field is its own business
-            for f in dataclasses.fields(value):
-                current = getattr(value, f.name)
-                adopted = self.adopt(current, anchor, False)
-                if adopted is not current:
-                    object.__setattr__(value, f.name, adopted)
-            self._fields[id(value)] = (value, anchor)
+        k = _objects.kind(t)
+        if k is None:
+            return value  # immutable, or a handle: kept by reference, not tracked
+        if id(value) in self._objs:
+            value = copy.copy(value)  # already in the tree: value semantics, as for containers
+        k.readopt(value, None, self._fixer(anchor))
+        self._objs[id(value)] = (value, anchor, k)
+        if self.active:  # what readopt() compares with at commit; dropped again by a rollback
+            self._undo.append((_U_OBJ, value, k, k.save(value)))
+            self._fresh.append(id(value))
+        return value
+
+    def _fixer(self, anchor: tuple[Any, ...]) -> Callable[[Any, bool], Any]:
+        # the children of a snapshotted object at *anchor*: one put there in the
+        # transaction is adopted (copies of what is in a tree already), one that
+        # was there only if it is not in adopted form (assigned outside a transaction)
+        def fix(value: Any, assigned: bool) -> Any:
+            if assigned or _foreign(self, value, anchor):
+                return self.adopt(value, anchor, False)
             return value
-        if isinstance(value, enum.Enum):
-            return value
-        return value  # kept by reference, not tracked
+
+        return fix
 
     # --------------------------------------------------------- transactions
 
@@ -169,22 +184,27 @@ class Journal:
             self._changed = {}
         self.active = True
         self._settled = False
-        if self._fields:
+        if self._objs:
             undo = self._undo
-            for inst, _ in self._fields.values():
-                undo.append((_U_FIELDS, inst, _save_fields(inst)))
+            for obj, _, k in self._objs.values():
+                undo.append((_U_OBJ, obj, k, k.save(obj)))
 
     def settle(self) -> None:
-        """Inside a transaction: note dataclass fields assigned so far (once), so ``changes()`` shows them."""
-        if self._fields and not self._settled:
-            self._readopt_fields()
+        """Inside a transaction: note snapshotted objects changed so far (once), so ``changes()`` shows them."""
+        if self._objs and not self._settled:
+            self._readopt()
             self._settled = True
 
     def commit(self) -> None:
         """Close the transaction, keeping its changes (``changes()`` lists them)."""
         self.active = False
-        if self._fields and not self._settled:
-            self._readopt_fields()
+        if self._objs:
+            if not self._settled:
+                self._readopt()
+            if self._changed:
+                self._prune()
+        if self._fresh:
+            self._fresh = []
         if self._undo:
             self._undo = []
             self._seen.clear()
@@ -209,41 +229,51 @@ class Journal:
             elif kind == _U_DICT:
                 dict.clear(rec[1])
                 dict.update(rec[1], rec[2])
+            elif kind == _U_OBJ:
+                rec[2].restore(rec[1], rec[3])
             else:
-                _restore_fields(rec[1], rec[2])
+                self.root, self._objs = rec[1], rec[2]
+        if self._fresh:  # registered by the transaction: not in the tree any more
+            for key in self._fresh:
+                self._objs.pop(key, None)
+            self._fresh = []
         self._undo = []
         self._seen.clear()
         self._changed = {}
 
-    def _readopt_fields(self) -> None:
-        # A field assigned in the transaction (not the object begin() saved) is a
-        # change at the instance's anchor, and its new value is adopted like any
-        # value entering the tree (tracked copies, dataclasses registered). Other
-        # fields keep their objects unless plain containers (assigned outside a
-        # transaction) or containers tracked elsewhere (another path, another
-        # tree): a field's own containers carry the very anchor object it was
-        # registered with.
-        saved: dict[int, tuple[Any, ...]] = {}
-        for rec in self._undo:  # begin() saved the fields first
-            if rec[0] != _U_FIELDS:
-                break
-            saved.setdefault(id(rec[1]), rec[2])
-        for inst, anchor in list(self._fields.values()):
-            before = saved.get(id(inst))
-            changed = False
-            for i, f in enumerate(dataclasses.fields(inst)):
-                current = getattr(inst, f.name)
-                if before is not None and (i >= len(before) or current is not before[i]):
-                    changed = True
-                    adopted = self.adopt(current, anchor, False)
-                elif _foreign(self, current, anchor):
-                    adopted = self.adopt(current, anchor, False)
-                else:
-                    continue
-                if adopted is not current:
-                    object.__setattr__(inst, f.name, adopted)
-            if changed:
+    def _readopt(self) -> None:
+        # Each snapshotted object against what was saved of it (at begin(), or when
+        # it entered the tree in this transaction): a difference is a change at its
+        # anchor. Its children are adopted when they were put there in the
+        # transaction or are not in adopted form (plain containers, another path's
+        # or tree's, an unregistered object: assigned outside a transaction).
+        saved: dict[int, Any] = {}
+        for rec in self._undo:
+            if rec[0] == _U_OBJ:
+                saved.setdefault(id(rec[1]), rec[3])
+        for obj, anchor, k in list(self._objs.values()):
+            before = saved.get(id(obj), _MISSING)
+            if before is _MISSING:  # no transaction saw it: nothing to compare with
+                before = k.save(obj)
+            if k.readopt(obj, before, self._fixer(anchor)):
                 self._changed[anchor] = None
+
+    def _prune(self) -> None:
+        # forget the objects that left the tree: only those under a changed path can
+        # have, and each such path's subtree is walked once (the cost of what changed)
+        changed, objs = self._changed, self._objs
+        suspects: dict[tuple[Any, ...], list[int]] = {}
+        for key, (_, anchor, _) in objs.items():
+            if any(anchor[:i] in changed for i in range(len(anchor) + 1)):
+                suspects.setdefault(anchor, []).append(key)
+        for anchor, keys in suspects.items():
+            found: set[int] = set()
+            node = _lookup(self.root, anchor)
+            if node is not DELETED:
+                _objects.reachable(node, objs, found)
+            for key in keys:
+                if key not in found:
+                    del objs[key]
 
     def changes(self) -> list[tuple[Any, ...]]:
         """The paths changed by the last transaction, shortest first, none covered by another."""
@@ -281,11 +311,24 @@ class Journal:
 
 
 def _foreign(j: Journal, value: object, anchor: tuple[Any, ...]) -> bool:
-    """True if a field's *value* is not in its adopted form: a plain container or another's."""
+    """True if a child *value* of a snapshotted object at *anchor* is not in its adopted form.
+
+    That is a plain container, a container of another path or tree, a tuple
+    holding one, or a snapshotted object not registered here at *anchor*.
+    """
     t = type(value)
+    if t in SCALARS:
+        return False
     if t is TDict or t is TList or t is TSet:
         return value._j is not j or value._anchor is not anchor  # type: ignore[attr-defined]
-    return t in (dict, list, set, tuple)
+    if t is dict or t is list or t is set:
+        return True
+    if t is tuple:
+        return any(_foreign(j, v, anchor) for v in value)  # type: ignore[attr-defined]
+    if _objects.kind(t) is None:
+        return False
+    entry = j._objs.get(id(value))
+    return entry is None or entry[0] is not value or entry[1] != anchor
 
 
 def _lookup(root: object, path: tuple[Any, ...]) -> object:
@@ -295,15 +338,6 @@ def _lookup(root: object, path: tuple[Any, ...]) -> object:
             return DELETED
         node = dict.__getitem__(node, key)
     return node
-
-
-def _save_fields(inst: object) -> tuple[Any, ...]:
-    return tuple(getattr(inst, f.name) for f in dataclasses.fields(inst))  # type: ignore[arg-type]
-
-
-def _restore_fields(inst: object, saved: tuple[Any, ...]) -> None:
-    for f, value in zip(dataclasses.fields(inst), saved):  # type: ignore[arg-type]
-        object.__setattr__(inst, f.name, value)
 
 
 def _journal(c: Any) -> Journal:
@@ -331,6 +365,7 @@ class TDict(dict):  # type: ignore[type-arg]
 
     def __setitem__(self, key: Any, value: Any) -> None:
         j = _journal(self)
+        hash(key)  # a bad key fails before the value enters the tree
         value = self._child(key, value)
         j._key(self, key)
         dict.__setitem__(self, key, value)
@@ -616,15 +651,8 @@ def detach(value: object) -> Any:
         return {k: detach(v) for k, v in value.items()}  # type: ignore[attr-defined]
     if t is list:
         return [detach(v) for v in value]  # type: ignore[attr-defined]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        params = getattr(t, "__dataclass_params__", None)
-        if params is not None and params.frozen:
-            return value
-        clone = copy.copy(value)
-        for f in dataclasses.fields(value):
-            object.__setattr__(clone, f.name, detach(getattr(value, f.name)))
-        return clone
-    return value
+    k = _objects.kind(t)
+    return value if k is None else k.detach(value, detach)
 
 
 def apply(diff: dict[tuple[Any, ...], object], old: object) -> object:

@@ -57,6 +57,7 @@ from ._registry import cast as cast
 from ._registry import send as send
 from ._registry import whereis as whereis
 from ._start import Timer as Timer
+from ._state import snapshotted as snapshotted
 from ._start import send_after as send_after
 from ._start import start_server as start_server
 from ._supervisor import Supervisor as Supervisor

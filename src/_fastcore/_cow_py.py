@@ -340,6 +340,10 @@ def _lookup(root: object, path: tuple[Any, ...]) -> object:
     return node
 
 
+_dict_get: Final = dict.get
+_dict_set: Final = dict.__setitem__
+
+
 def _journal(c: Any) -> Journal:
     j: Journal | None = c._j
     if j is None or not j.active:
@@ -364,11 +368,17 @@ class TDict(dict):  # type: ignore[type-arg]
         return j.adopt(value, self._anchor + (key,) if self._exact else self._anchor, self._exact)
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        j = _journal(self)
-        hash(key)  # a bad key fails before the value enters the tree
-        value = self._child(key, value)
-        j._key(self, key)
-        dict.__setitem__(self, key, value)
+        # the hot write: Journal._key and adopt() inlined (the twin's cost per change)
+        j = self._j
+        if j is None or not j.active:
+            raise _outside(j)
+        old = _dict_get(self, key, _MISSING)  # a bad key fails before anything is recorded
+        path = self._anchor + (key,) if self._exact else self._anchor
+        if type(value) not in SCALARS:
+            value = j.adopt(value, path, self._exact)
+        j._undo.append((_U_KEY, self, key, old))
+        j._changed[path] = None
+        _dict_set(self, key, value)
 
     def __delitem__(self, key: Any) -> None:
         j = _journal(self)

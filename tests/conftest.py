@@ -7,14 +7,37 @@ and with ``TRIO_PEEPER_FASTCORE=python`` (the pure-Python twins).
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
 import _fastcore
+
+
+def _load_pg() -> Any:
+    """tests/storage/_pg.py, loaded by path once (the storage and durability tests share it)."""
+    path = Path(__file__).resolve().parent / "storage" / "_pg.py"
+    module = sys.modules.get("_pg")
+    if module is not None and Path(getattr(module, "__file__", "")).resolve() == path:
+        return module
+    spec = importlib.util.spec_from_file_location("_pg", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["_pg"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# one real PostgreSQL server per test session, defined here once: a session
+# fixture defined in two directories' conftests would start two servers
+postgres_dsn = _load_pg().postgres_dsn
 
 
 def pytest_report_header(config: pytest.Config) -> str:

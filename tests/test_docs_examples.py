@@ -235,11 +235,12 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
             "pay 30 -> 70",
             "listener: crash ValueError('ann would be overdrawn by 30');"
             " committed: ann has 70",
-            "ann: Account(balance=70, history=[-30]) (rolled back)",
-            "per day: {'monday': 2} (a defaultdict: not rolled back)",
+            "ann: Account(balance=70, history=[-30]) (a dataclass: rolled back)",
+            "per day: {'monday': 1} (a defaultdict: rolled back)",
+            "quota: 1 of 3 used (@tp.snapshotted: rolled back)",
             "outbox: ['receipt: ann paid 30', 'receipt: ann paid 100']"
-            " (your own object: not rolled back)",
-            "limits {'max': 500}, ann 70",
+            " (not marked: not rolled back)",
+            "limits {'max': 500}, ann 70, quota used 1",
             "RuntimeError: the state of <ServerRef 'bank' running> was changed"
             " outside its callbacks; change it only in the server's own callbacks",
         ],

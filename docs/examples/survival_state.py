@@ -11,12 +11,19 @@ import trio_peeper as tp
 
 
 @dataclasses.dataclass
-class Account:  # a mutable dataclass: tracked field by field, rolled back
+class Account:  # a mutable dataclass: snapshotted field by field, rolled back
     balance: int
     history: list = dataclasses.field(default_factory=list)
 
 
-class Outbox:  # an object of your own class: held by reference, never rolled back
+@tp.snapshotted
+class Quota:  # your own class, marked: snapshotted attribute by attribute, rolled back
+    def __init__(self, daily: int) -> None:
+        self.daily = daily
+        self.used = 0
+
+
+class Outbox:  # your own class, not marked: held by reference, never rolled back
     def __init__(self) -> None:
         self.sent: list[str] = []
         self.live = None
@@ -39,8 +46,9 @@ class Bank(tp.GenServer, listener=Audit()):
         return {
             "limits": limits,  # an exact dict: stored as a tracked copy
             "accounts": {"ann": Account(100)},
-            "per_day": collections.defaultdict(int),  # a dict *subclass*: by reference
-            "outbox": outbox,
+            "per_day": collections.defaultdict(int),  # a dict subclass: snapshotted
+            "quota": Quota(3),
+            "outbox": outbox,  # not copied: the server and main() share it
         }
 
     async def handle_call(self, request, caller, state):
@@ -50,6 +58,7 @@ class Bank(tp.GenServer, listener=Audit()):
                 account.balance -= amount  # every change below happens in place
                 account.history.append(-amount)
                 state["per_day"]["monday"] += 1
+                state["quota"].used += 1
                 state["outbox"].sent.append(f"receipt: {who} paid {amount}")
                 if account.balance < 0:
                     raise ValueError(f"{who} would be overdrawn by {-account.balance}")
@@ -58,7 +67,7 @@ class Bank(tp.GenServer, listener=Audit()):
                 state["outbox"].live = state["accounts"]  # a live reference escapes
                 return tp.Reply(None, state)
             case "show":
-                return tp.Reply(state, state)  # tracked parts come back as copies
+                return tp.Reply(state, state)  # a copy, but for objects held by reference
         raise ValueError(f"unknown request {request!r}")
 
 
@@ -74,15 +83,19 @@ async def main() -> None:
 
         state = await tp.call("bank", "show")
         print("after the crash:")
-        print(f"  ann: {state['accounts']['ann']} (rolled back)")
-        print(f"  per day: {dict(state['per_day'])} (a defaultdict: not rolled back)")
-        print(f"  outbox: {outbox.sent} (your own object: not rolled back)")
+        print(f"  ann: {state['accounts']['ann']} (a dataclass: rolled back)")
+        print(f"  per day: {dict(state['per_day'])} (a defaultdict: rolled back)")
+        quota = state["quota"]
+        print(f"  quota: {quota.used} of {quota.daily} used (@tp.snapshotted: rolled back)")
+        print(f"  outbox: {outbox.sent} (not marked: not rolled back)")
 
         print("value semantics:")
         limits["max"] = 0  # the server holds its own copy
         state["accounts"]["ann"].balance = 1_000_000  # the reply is a copy
+        state["quota"].used = 99  # a copy too
         state = await tp.call("bank", "show")
-        print(f"  limits {state['limits']}, ann {state['accounts']['ann'].balance}")
+        ann, used = state["accounts"]["ann"].balance, state["quota"].used
+        print(f"  limits {state['limits']}, ann {ann}, quota used {used}")
 
         print("changing the live state outside a callback:")
         await tp.call("bank", "leak")

@@ -39,7 +39,7 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-__all__ = ["Kind", "kind", "reachable", "register"]
+__all__ = ["ITEM_TYPES", "Kind", "kind", "reachable", "register"]
 
 _MISSING: Final = object()
 
@@ -293,6 +293,10 @@ _REGISTERED: set[type] = set()  # classes given to register(), snapshotted by at
 _KINDS: dict[type, Kind | None] = {}  # {type: its kind, or None: kept by reference}; a cache
 
 
+# snapshotted by their items already: register() leaves them so
+ITEM_TYPES: Final = (dict, list, set, collections.deque, bytearray, array.array)
+
+
 def register(cls: type) -> None:
     """Snapshot the instances of *cls* (and of its subclasses) by their attributes."""
     _REGISTERED.add(cls)
@@ -320,8 +324,6 @@ def _kind(t: type) -> Kind | None:
     if dataclasses.is_dataclass(t):
         params = getattr(t, "__dataclass_params__", None)
         return None if params is not None and params.frozen else _Fields(t)
-    if any(base in _REGISTERED for base in t.__mro__) or issubclass(t, types.SimpleNamespace):
-        return _Attrs(t)
     if issubclass(t, (collections.deque, list)):
         return _ITEMS
     if issubclass(t, dict):
@@ -332,6 +334,8 @@ def _kind(t: type) -> Kind | None:
         return _BYTES
     if issubclass(t, array.array):
         return _ARRAY
+    if any(base in _REGISTERED for base in t.__mro__) or issubclass(t, types.SimpleNamespace):
+        return _Attrs(t)
     return None
 
 

@@ -36,7 +36,7 @@ def snapshotted(cls: ClassT) -> ClassT:
     if not isinstance(cls, type):
         msg = f"snapshotted() expects a class, got {cls!r}"
         raise TypeError(msg)
-    if cls in _BUILTIN:
+    if cls in _BUILTIN or issubclass(cls, _objects.ITEM_TYPES):
         msg = f"snapshotted() expects a class of your own, got {cls.__qualname__!r}, which the state handles already"
         raise TypeError(msg)
     _objects.register(cls)

@@ -2,15 +2,13 @@
 
 `backend` is parametrized over ``memory``, ``sqlite`` (a file under
 ``tmp_path``) and ``postgres`` (a schema of its own on the real server of
-``tests/storage/_pg.py``, loaded here by path and re-exported as the session
-fixture `postgres_dsn`). A `Backend` makes new storage objects over the same
+``tests/storage/_pg.py``: the session fixture `postgres_dsn` of tests/conftest.py). A `Backend` makes new storage objects over the same
 data, flips bytes of stored parts behind the library's back, and tells a child
 process (`_child.py`) how to reach the same data.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sqlite3
 import sys
@@ -29,21 +27,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 CHILD = HERE / "_child.py"
 
-
-def _load_pg() -> Any:
-    """tests/storage/_pg.py, loaded by path (the same module object if the storage tests have it)."""
-    module = sys.modules.get("_pg")
-    if module is not None and Path(getattr(module, "__file__", "")).resolve() == ROOT / "tests" / "storage" / "_pg.py":
-        return module
-    spec = importlib.util.spec_from_file_location("_pg", ROOT / "tests" / "storage" / "_pg.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["_pg"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-postgres_dsn = _load_pg().postgres_dsn
 
 BACKENDS = ["memory", "sqlite", "postgres"]
 PROCESS_BACKENDS = ["sqlite", "postgres"]  # the ones another process can share

@@ -19,7 +19,7 @@
    ``sync="commit"`` and never written: `ServerRef._sync_commit` marks
    ``journal.changes()`` dirty *before* the journal's commit, and a dataclass
    field assignment becomes a change only in that commit
-   (``_readopt_fields``), so nothing is dirty and the sync writes nothing.
+   (``_readopt``), so nothing is dirty and the sync writes nothing.
    Returning a new dataclass instance is written.
 """
 

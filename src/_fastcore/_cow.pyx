@@ -46,10 +46,6 @@ from cpython.set cimport PySet_Add, PySet_Clear, PySet_New, PySet_Pop
 from cpython.tuple cimport PyTuple_GET_SIZE
 
 import copy as _copy_module
-import datetime
-import decimal
-import fractions
-import uuid
 
 from . import _objects
 from ._deleted import DELETED
@@ -185,27 +181,8 @@ __all__ = ["DELETED", "SCALARS", "Journal", "TDict", "TList", "TSet", "apply", "
 cdef object _DELETED = DELETED  # shared with the twin (see _deleted.py)
 cdef object _MISSING = object()
 
-SCALARS = frozenset(
-    {
-        type(None),
-        bool,
-        int,
-        float,
-        complex,
-        str,
-        bytes,
-        range,
-        frozenset,
-        decimal.Decimal,
-        fractions.Fraction,
-        datetime.date,
-        datetime.datetime,
-        datetime.time,
-        datetime.timedelta,
-        datetime.timezone,
-        uuid.UUID,
-    }
-)
+from ._objects import SCALARS  # one set for both twins
+
 cdef frozenset _SCALARS = SCALARS
 cdef type _NoneType = type(None)
 
@@ -215,7 +192,7 @@ cdef object _U_LIST = 1  # list, saved items, kind
 cdef object _U_SET = 2  # set, saved items, kind
 cdef object _U_DICT = 3  # dict, saved items, kind
 cdef object _U_OBJ = 4  # object, its Kind, its snapshot, kind
-cdef object _U_ROOT = 5  # old root, old {id: (object, anchor, Kind)}, kind
+cdef object _U_ROOT = 5  # old root, old {id: (object, anchor, Kind)}, old fresh ids, kind
 
 # the base methods whose argument handling and messages are reused as they are
 cdef object _list_pop = list.pop
@@ -284,8 +261,9 @@ cdef class Journal:
 
     cpdef object adopt_root(self, object value):
         """Make *value* the root of the tree (adopting it) and return what is stored."""
-        if self.active:  # a rollback brings the old root back
-            _cow_push(self._undo, self.root, self._objs, NULL, _U_ROOT)
+        if self.active:  # a rollback brings the old root back, with its registry
+            _cow_push(self._undo, self.root, self._objs, <PyObject*>self._fresh, _U_ROOT)
+            self._fresh = []
         self._objs = {}
         self.root = root = _adopt(self, value, (), True)
         self._changed = {(): None}  # the whole state was replaced
@@ -361,6 +339,10 @@ cdef class Journal:
                 i -= 4
                 k.restore(c, saved_obj)
                 continue
+            if kind is _U_ROOT:
+                self.root, self._objs, self._fresh = undo[i - 3], undo[i - 2], undo[i - 1]
+                i -= 4
+                continue
             c, saved_items = undo[i - 2], undo[i - 1]
             i -= 3
             if kind is _U_LIST:
@@ -370,11 +352,9 @@ cdef class Journal:
                 saved = saved_items
                 for item in saved:
                     PySet_Add(c, item)
-            elif kind is _U_DICT:
+            else:  # _U_DICT
                 PyDict_Clear(c)
                 PyDict_Update(c, saved_items)
-            else:
-                self.root, self._objs = c, saved_items
         if self._fresh:  # registered by the transaction: not in the tree any more
             for key in self._fresh:
                 self._objs.pop(key, None)
@@ -386,8 +366,8 @@ cdef class Journal:
     cdef int _readopt(self) except -1:
         # Each snapshotted object against what was saved of it (at begin(), or when
         # it entered the tree in this transaction): a difference is a change at its
-        # anchor. Its children are adopted when they were put there in the
-        # transaction or are not in adopted form (see the twin).
+        # anchor, and then its children that were put there in the transaction
+        # are adopted (see the twin).
         cdef dict saved = {}
         cdef list undo = self._undo
         cdef Py_ssize_t i = PyList_GET_SIZE(undo) - 1
@@ -395,7 +375,7 @@ cdef class Journal:
             kind = undo[i]
             if kind is _U_OBJ:
                 saved[PyLong_FromVoidPtr(<void*>undo[i - 3])] = undo[i - 1]
-            i -= 4 if kind is _U_KEY or kind is _U_OBJ else 3
+            i -= 4 if kind is _U_KEY or kind is _U_OBJ or kind is _U_ROOT else 3
         for item in list(self._objs.values()):
             obj, anchor, k = item
             before = saved.get(PyLong_FromVoidPtr(<void*>obj), _MISSING)
@@ -412,11 +392,17 @@ cdef class Journal:
         cdef dict suspects = {}
         cdef tuple anchor
         cdef Py_ssize_t i
+        root = self.root
+        cdef set heads = {p[0] for p in changed if p}  # the top-level keys of the changed paths
+        cdef bint everything = () in changed
         for key, item in objs.items():
             anchor = item[1]
+            if not everything and (not anchor or anchor[0] not in heads):
+                continue  # nothing on its way from the root changed
             for i in range(len(anchor) + 1):
                 if anchor[:i] in changed:
-                    suspects.setdefault(anchor, []).append(key)
+                    if _lookup(root, anchor) is not item[0]:  # not where it was: look inside
+                        suspects.setdefault(anchor, []).append(key)
                     break
         for anchor, keys in suspects.items():
             found = set()
@@ -651,10 +637,12 @@ cdef class TDict(dict):
 
     def __setitem__(self, key, value):
         cdef Journal j = _journal(self._j)
-        PyObject_Hash(key)  # a bad key fails before the value enters the tree
+        # a bad key (hash or comparison) fails before the value enters the tree
+        old = _cow_dict_get(self, key, _MISSING)
         path = _key_path(self, key)
         value = _adopt(j, value, path, self._exact)
-        _key(j, self, key, path)
+        _cow_push(j._undo, self, key, <PyObject*>old, _U_KEY)
+        j._changed[path] = None
         PyDict_SetItem(self, key, value)
 
     def __delitem__(self, key):
@@ -744,8 +732,8 @@ cdef class TList(list):
         if PyObject_IsInstance(index, slice):
             value = [_adopt(j, v, self._anchor, False) for v in value]
         else:
+            _cow_list_subscript(self, index)  # IndexError before anything is recorded or adopted
             value = _adopt(j, value, self._anchor, False)
-            _cow_list_subscript(self, index)  # IndexError before anything is recorded
         _whole_list(j, self)
         _cow_list_ass_subscript(self, index, value)
 

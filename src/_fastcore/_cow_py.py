@@ -41,42 +41,17 @@ paths cover longer ones. ``apply(diff, old)`` replays a diff on plain values.
 from __future__ import annotations
 
 import copy
-import datetime
-import decimal
-import fractions
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from . import _objects
 from ._deleted import DELETED as DELETED
+from ._objects import SCALARS as SCALARS
 
 __all__ = ["DELETED", "SCALARS", "Journal", "TDict", "TList", "TSet", "apply", "detach", "is_tracked"]
 
 
 _MISSING: Final = object()
-
-SCALARS: Final = frozenset(
-    {
-        type(None),
-        bool,
-        int,
-        float,
-        complex,
-        str,
-        bytes,
-        range,
-        frozenset,
-        decimal.Decimal,
-        fractions.Fraction,
-        datetime.date,
-        datetime.datetime,
-        datetime.time,
-        datetime.timedelta,
-        datetime.timezone,
-        uuid.UUID,
-    }
-)
 
 # undo record kinds
 _U_KEY: Final = 0  # (kind, dict, key, old value or _MISSING)
@@ -84,7 +59,7 @@ _U_LIST: Final = 1  # (kind, list, saved items)
 _U_SET: Final = 2  # (kind, set, saved items)
 _U_DICT: Final = 3  # (kind, dict, saved items)
 _U_OBJ: Final = 4  # (kind, object, its Kind, its snapshot)
-_U_ROOT: Final = 5  # (kind, old root, old {id: (object, anchor, Kind)})
+_U_ROOT: Final = 5  # (kind, old root, old {id: (object, anchor, Kind)}, old fresh ids)
 
 
 def _outside(j: Journal | None) -> RuntimeError:
@@ -120,8 +95,9 @@ class Journal:
 
     def adopt_root(self, value: object) -> object:
         """Make *value* the root of the tree (adopting it) and return what is stored."""
-        if self.active:  # a rollback brings the old root back
-            self._undo.append((_U_ROOT, self.root, self._objs))
+        if self.active:  # a rollback brings the old root back, with its registry
+            self._undo.append((_U_ROOT, self.root, self._objs, self._fresh))
+            self._fresh = []
         self._objs = {}
         self.root = root = self.adopt(value, (), True)
         self._changed = {(): None}  # the whole state was replaced
@@ -232,7 +208,7 @@ class Journal:
             elif kind == _U_OBJ:
                 rec[2].restore(rec[1], rec[3])
             else:
-                self.root, self._objs = rec[1], rec[2]
+                self.root, self._objs, self._fresh = rec[1], rec[2], rec[3]
         if self._fresh:  # registered by the transaction: not in the tree any more
             for key in self._fresh:
                 self._objs.pop(key, None)
@@ -244,9 +220,9 @@ class Journal:
     def _readopt(self) -> None:
         # Each snapshotted object against what was saved of it (at begin(), or when
         # it entered the tree in this transaction): a difference is a change at its
-        # anchor. Its children are adopted when they were put there in the
-        # transaction or are not in adopted form (plain containers, another path's
-        # or tree's, an unregistered object: assigned outside a transaction).
+        # anchor, and then its children that were put there in the transaction
+        # are adopted (an untouched object costs one comparison: its children
+        # are left alone, so one changed outside a transaction stays unnoticed).
         saved: dict[int, Any] = {}
         for rec in self._undo:
             if rec[0] == _U_OBJ:
@@ -263,8 +239,13 @@ class Journal:
         # have, and each such path's subtree is walked once (the cost of what changed)
         changed, objs = self._changed, self._objs
         suspects: dict[tuple[Any, ...], list[int]] = {}
-        for key, (_, anchor, _) in objs.items():
-            if any(anchor[:i] in changed for i in range(len(anchor) + 1)):
+        root = self.root
+        heads = {p[0] for p in changed if p}  # the top-level keys of the changed paths
+        everything = () in changed
+        for key, (obj, anchor, _) in objs.items():
+            if not everything and (not anchor or anchor[0] not in heads):
+                continue  # nothing on its way from the root changed
+            if any(anchor[:i] in changed for i in range(len(anchor) + 1)) and _lookup(root, anchor) is not obj:
                 suspects.setdefault(anchor, []).append(key)
         for anchor, keys in suspects.items():
             found: set[int] = set()
@@ -462,8 +443,8 @@ class TList(list):  # type: ignore[type-arg]
         if isinstance(index, slice):
             value = [self._in(j, v) for v in value]
         else:
+            list.__getitem__(self, index)  # IndexError before anything is recorded or adopted
             value = self._in(j, value)
-            list.__getitem__(self, index)  # IndexError before anything is recorded
         j._whole(_U_LIST, self)
         list.__setitem__(self, index, value)
 

@@ -34,14 +34,49 @@ import array
 import collections
 import copy
 import dataclasses
+import datetime
+import decimal
 import enum
+import fractions
+import operator
 import types
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-__all__ = ["ITEM_TYPES", "Kind", "kind", "reachable", "register"]
+__all__ = ["ITEM_TYPES", "SCALARS", "Kind", "kind", "reachable", "register"]
 
 _MISSING: Final = object()
+
+# immutable values of a state tree: kept by reference (both twins use this set)
+SCALARS: Final = frozenset(
+    {
+        type(None),
+        bool,
+        int,
+        float,
+        complex,
+        str,
+        bytes,
+        range,
+        frozenset,
+        decimal.Decimal,
+        fractions.Fraction,
+        datetime.date,
+        datetime.datetime,
+        datetime.time,
+        datetime.timedelta,
+        datetime.timezone,
+        uuid.UUID,
+    }
+)
+
+_is_not: Final = operator.is_not
+
+
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """True if the two tuples hold the very same objects (identity, not equality)."""
+    return len(a) == len(b) and not any(map(_is_not, a, b))
 
 # fix(value, assigned) -> the form of a child to store: *assigned* is true for a
 # child that was put there in the transaction (adopted: copies of anything
@@ -88,33 +123,37 @@ class Kind:
 class _Fields(Kind):
     """A mutable dataclass: its fields, in order."""
 
-    __slots__ = ("names",)
+    __slots__ = ("get", "names")
 
     def __init__(self, cls: type) -> None:
         super().__init__(f"dataclass {cls.__qualname__}")
-        self.names = tuple(f.name for f in dataclasses.fields(cls))
+        self.names = names = tuple(f.name for f in dataclasses.fields(cls))
+        # the fields as a tuple, read in C
+        self.get: Callable[[Any], Any] = (
+            operator.attrgetter(*names) if len(names) > 1 else (lambda obj: tuple(getattr(obj, n) for n in names))
+        )
 
     def save(self, obj: Any) -> tuple[Any, ...]:
-        return tuple([getattr(obj, name) for name in self.names])
+        return self.get(obj)  # type: ignore[no-any-return]
 
     def restore(self, obj: Any, saved: tuple[Any, ...]) -> None:
         for name, value in zip(self.names, saved):
             object.__setattr__(obj, name, value)
 
     def readopt(self, obj: Any, saved: tuple[Any, ...] | None, fix: Fix) -> bool:
-        changed = False
+        current = self.get(obj)
+        if saved is not None and _same(current, saved):
+            return False
         for i, name in enumerate(self.names):
-            before = _MISSING if saved is None else saved[i]
-            current = getattr(obj, name)
-            assigned = current is not before
-            changed = changed or assigned
-            stored = fix(current, assigned)
-            if stored is not current:
-                object.__setattr__(obj, name, stored)
-        return changed
+            value = current[i]
+            if saved is None or value is not saved[i]:
+                stored = fix(value, True)
+                if stored is not value:
+                    object.__setattr__(obj, name, stored)
+        return True
 
-    def children(self, obj: Any) -> list[Any]:
-        return [getattr(obj, name) for name in self.names]
+    def children(self, obj: Any) -> tuple[Any, ...]:
+        return self.get(obj)  # type: ignore[no-any-return]
 
     def detach(self, obj: Any, detach: Callable[[Any], Any]) -> Any:
         clone = copy.copy(obj)
@@ -159,11 +198,11 @@ class _Attrs(Kind):
         saved = {} if saved is None else saved
         changed = current.keys() != saved.keys()
         for name, value in current.items():
-            assigned = saved.get(name, _MISSING) is not value
-            changed = changed or assigned
-            stored = fix(value, assigned)
-            if stored is not value:
-                object.__setattr__(obj, name, stored)
+            if saved.get(name, _MISSING) is not value:
+                changed = True
+                stored = fix(value, True)
+                if stored is not value:
+                    object.__setattr__(obj, name, stored)
         return changed
 
     def children(self, obj: Any) -> Iterable[Any]:
@@ -193,11 +232,12 @@ class _Items(Kind):
 
     def readopt(self, obj: Any, saved: tuple[Any, ...] | None, fix: Fix) -> bool:
         current = tuple(obj)
-        changed = saved is None or len(current) != len(saved) or any(a is not b for a, b in zip(current, saved))
-        stored = [fix(v, False) for v in current]
-        if any(a is not b for a, b in zip(stored, current)):
-            self.restore(obj, tuple(stored))
-        return changed
+        if saved is not None and _same(current, saved):
+            return False
+        stored = _fix_all(current, saved, fix)
+        if not _same(stored, current):
+            self.restore(obj, stored)
+        return True
 
     def children(self, obj: Any) -> Iterable[Any]:
         return tuple(obj)
@@ -208,29 +248,47 @@ class _Items(Kind):
         return clone
 
 
+def _fix_all(current: tuple[Any, ...], saved: tuple[Any, ...] | None, fix: Fix) -> tuple[Any, ...]:
+    """The stored forms of the children of a changed object (*saved*: its children before).
+
+    A child that was there before is adopted only if not in adopted form; one
+    put there in the transaction, or a second occurrence of one object, is
+    adopted as new (a copy of what is in a tree already): value semantics.
+    """
+    before = set() if saved is None else {id(v) for v in saved if type(v) not in SCALARS}
+    seen: set[int] = set()
+    out = []
+    for v in current:
+        if type(v) in SCALARS:
+            out.append(v)
+            continue
+        key = id(v)
+        out.append(fix(v, key in seen or key not in before))
+        seen.add(key)
+    return tuple(out)
+
+
 class _Mapping(Kind):
     """A subclass of ``dict``: its items in the type's own order, through its own methods."""
 
     __slots__ = ()
 
-    def save(self, obj: Any) -> tuple[tuple[Any, Any], ...]:
-        return tuple(obj.items())
+    def save(self, obj: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        return tuple(obj), tuple(obj.values())  # keys, values
 
-    def restore(self, obj: Any, saved: tuple[tuple[Any, Any], ...]) -> None:
+    def restore(self, obj: Any, saved: tuple[tuple[Any, ...], tuple[Any, ...]]) -> None:
         obj.clear()
-        for key, value in saved:
+        for key, value in zip(*saved):
             obj[key] = value
 
-    def readopt(self, obj: Any, saved: tuple[tuple[Any, Any], ...] | None, fix: Fix) -> bool:
-        current = tuple(obj.items())
-        changed = saved is None or len(current) != len(saved) or any(
-            a[0] is not b[0] or a[1] is not b[1] for a, b in zip(current, saved)
-        )
-        for key, value in current:
-            stored = fix(value, False)
+    def readopt(self, obj: Any, saved: tuple[tuple[Any, ...], tuple[Any, ...]] | None, fix: Fix) -> bool:
+        keys, values = self.save(obj)
+        if saved is not None and _same(keys, saved[0]) and _same(values, saved[1]):
+            return False
+        for key, value, stored in zip(keys, values, _fix_all(values, None if saved is None else saved[1], fix)):
             if stored is not value:
                 obj[key] = stored
-        return changed
+        return True
 
     def children(self, obj: Any) -> Iterable[Any]:
         return tuple(obj.values())

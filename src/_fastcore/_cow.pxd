@@ -9,7 +9,7 @@ cdef class Journal:
     cdef public bint active
     cdef list _undo
     cdef readonly dict _changed
-    cdef dict _objs
+    cdef readonly dict _objs
     cdef list _fresh
     cdef unsigned long long _epoch
     cdef bint _settled

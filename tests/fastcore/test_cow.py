@@ -5,11 +5,13 @@ Properties (STYLE S8.1): for random states and random edit scripts,
 the old one and every container is the very object it was; changes outside a
 transaction are refused and change nothing; hostile keys change nothing.
 And differentially (STYLE S7.2): one random edit script run on both twins in
-lockstep gives the same results, errors, states, changes, diffs and rollbacks.
+lockstep gives the same results, errors, states, changes, diffs and rollbacks,
+and registers exactly the snapshotted objects that are in the tree.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import gc
@@ -21,6 +23,8 @@ import pytest
 from _twins import twin_fixture, twins
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import trio_peeper as tp
 
 cow = twin_fixture("cow")
 
@@ -348,6 +352,31 @@ class Tag:
     name: str
 
 
+@tp.snapshotted
+class Bag:
+    """An instance of a registered class in the state: snapshotted by its attributes."""
+
+    def __init__(self, a: Any, b: Any) -> None:
+        self.a = a
+        self.b = b
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Bag and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Bag({vars(self)!r})"
+
+
+def _deque(items: list[Any], maxlen: int | None) -> collections.deque[Any]:
+    return collections.deque(items, maxlen=maxlen)
+
+
+def _defaultdict(items: dict[Any, Any]) -> collections.defaultdict[Any, Any]:
+    return collections.defaultdict(list, items)
+
+
 class BadHash:
     """A key whose hash raises (stateless, so both twins meet the same object)."""
 
@@ -358,7 +387,8 @@ class BadHash:
         return "BadHash()"
 
 
-RICH_LEAVES = st.one_of(SCALARS, st.builds(Tag, st.text("ab", max_size=1)))
+COUNTERS = st.builds(collections.Counter, st.dictionaries(st.sampled_from("abc"), st.integers(-2, 3), max_size=3))
+RICH_LEAVES = st.one_of(SCALARS, st.builds(Tag, st.text("ab", max_size=1)), COUNTERS)
 RICH = st.recursive(
     RICH_LEAVES,
     lambda inner: st.one_of(
@@ -367,6 +397,9 @@ RICH = st.recursive(
         st.sets(st.integers(0, 9), max_size=3),
         st.tuples(inner, inner),
         st.builds(Acct, inner, st.lists(inner, max_size=2)),
+        st.builds(_deque, st.lists(inner, max_size=3), st.one_of(st.none(), st.integers(1, 3))),
+        st.builds(_defaultdict, st.dictionaries(KEYS, inner, max_size=2)),
+        st.builds(Bag, inner, st.lists(inner, max_size=2)),
     ),
     max_leaves=8,
 )
@@ -381,15 +414,55 @@ SET_OPS = [
     "symmetric_difference_update", "ior", "ior_list", "iand", "isub", "ixor",
 ]
 FIELD_OPS = ["set_n", "set_log"]
+DEQUE_OPS = ["append", "appendleft", "pop", "popleft", "rotate", "setitem", "extend", "clear"]
+COUNTER_OPS = ["incr", "delitem", "update", "setitem", "subtract"]
+DEFAULTDICT_OPS = ["setitem", "missing", "append", "delitem", "pop"]
+BAG_OPS = ["set_a", "set_b", "del_a", "set_key"]
+# the snapshotted objects of RICH: not guarded outside a transaction, so only edited inside one
+OBJECT_OPS: dict[type, list[str]] = {
+    Acct: FIELD_OPS,
+    collections.deque: DEQUE_OPS,
+    collections.Counter: COUNTER_OPS,
+    collections.defaultdict: DEFAULTDICT_OPS,
+    Bag: BAG_OPS,
+}
+
+
+def canon(x: Any) -> Any:
+    """A comparable picture of a detached state that also tells apart what ``==`` does not.
+
+    (A Counter equals a dict and ignores zero counts, a deque ignores its maxlen,
+    a defaultdict its factory.) Plain dicts stay unordered; deques, lists and
+    tuples keep their order.
+    """
+    if isinstance(x, collections.Counter):
+        return ("Counter", dict(x))
+    if isinstance(x, collections.defaultdict):
+        return ("defaultdict", x.default_factory, {k: canon(v) for k, v in x.items()})
+    if isinstance(x, dict):
+        return ("dict", type(x).__name__, {k: canon(v) for k, v in x.items()})
+    if isinstance(x, collections.deque):
+        return ("deque", x.maxlen, [canon(v) for v in x])
+    if isinstance(x, list):
+        return ("list", type(x).__name__, [canon(v) for v in x])
+    if isinstance(x, set):
+        return ("set", type(x).__name__, frozenset(x))
+    if isinstance(x, tuple):
+        return ("tuple", tuple(canon(v) for v in x))
+    if isinstance(x, Acct):
+        return ("Acct", canon(x.n), canon(x.log))
+    if isinstance(x, Bag):
+        return ("Bag", {k: canon(v) for k, v in vars(x).items()})
+    return x
 
 
 def targets(node: Any, out: list[Any]) -> list[Any]:
-    """Every container and mutable dataclass reachable from *node*, depth first."""
+    """Every container and snapshotted object reachable from *node*, depth first."""
     if isinstance(node, dict):
         out.append(node)
         for v in dict.values(node):
             targets(v, out)
-    elif isinstance(node, list):
+    elif isinstance(node, (list, collections.deque)):
         out.append(node)
         for v in list(node):
             targets(v, out)
@@ -402,7 +475,16 @@ def targets(node: Any, out: list[Any]) -> list[Any]:
         out.append(node)
         targets(node.n, out)
         targets(node.log, out)
+    elif isinstance(node, Bag):
+        out.append(node)
+        for v in list(vars(node).values()):
+            targets(v, out)
     return out
+
+
+def registry(j: Any) -> dict[int, Any]:
+    """A journal's ``{id: (object, anchor, kind)}`` of snapshotted objects."""
+    return j._objs  # type: ignore[no-any-return]
 
 
 def outcome(call: Any, cow: ModuleType) -> tuple[Any, ...]:
@@ -423,7 +505,7 @@ def resolve(recipe: Any, pool: list[Any]) -> Any:
 
 
 def perform(target: Any, op: str, key: Any, arg: Any, n: int, pool: list[Any]) -> Any:
-    """Run one edit *op* on *target* (a TDict, TList, TSet or Acct) and return its result."""
+    """Run one edit *op* on *target* (a TDict, TList, TSet or snapshotted object) and return its result."""
     if key == "bad-hash":
         key = BadHash()
     elif key == "unhashable":
@@ -435,6 +517,50 @@ def perform(target: Any, op: str, key: Any, arg: Any, n: int, pool: list[Any]) -
         else:
             target.log = [value]
         return None
+    if isinstance(target, Bag):
+        if op == "set_a":
+            target.a = value
+        elif op == "set_b":
+            target.b = [value, n]
+        elif op == "del_a":
+            del target.a
+        else:  # a new attribute, or an existing one replaced
+            setattr(target, f"k{key}" if isinstance(key, (int, str)) else "a", value)
+        return None
+    if isinstance(target, collections.deque):
+        actions = {
+            "append": lambda: target.append(value),
+            "appendleft": lambda: target.appendleft(value),
+            "pop": target.pop,
+            "popleft": target.popleft,
+            "rotate": lambda: target.rotate(n),
+            "setitem": lambda: target.__setitem__(n, value),
+            "extend": lambda: target.extend([value, resolve(arg, pool)]),
+            "clear": target.clear,
+        }
+        return actions[op]()
+    if isinstance(target, collections.Counter):
+
+        def incr() -> None:
+            target[key] += 1
+
+        actions = {
+            "incr": incr,
+            "delitem": lambda: target.__delitem__(key),
+            "update": lambda: target.update([key, key]),
+            "setitem": lambda: target.__setitem__(key, n),
+            "subtract": lambda: target.subtract({key: n}),
+        }
+        return actions[op]()
+    if isinstance(target, collections.defaultdict):
+        actions = {
+            "setitem": lambda: target.__setitem__(key, value),
+            "missing": lambda: target[key],  # a read that inserts the factory's list
+            "append": lambda: target[key].append(value),
+            "delitem": lambda: target.__delitem__(key),
+            "pop": lambda: target.pop(key, "dflt"),
+        }
+        return actions[op]()
     if isinstance(target, dict):
         actions = {
             "setitem": lambda: target.__setitem__(key, value),
@@ -501,8 +627,12 @@ def perform(target: Any, op: str, key: Any, arg: Any, n: int, pool: list[Any]) -
 def test_twins_agree_on_random_edit_scripts(state: dict[Any, Any], data: st.DataObject) -> None:
     """Same script, both twins: same results, errors, states, changes, diffs and rollbacks.
 
-    Edits outside a transaction are part of the script (both twins refuse them).
-    A value is fresh, or (dict/list/set edits) a live container of the same tree.
+    Edits outside a transaction are part of the script (both twins refuse them),
+    except for snapshotted objects (dataclasses, deques, Counters, defaultdicts,
+    ``Bag``), which are not guarded and so are edited inside transactions only.
+    A value is fresh, or (dict/list/set edits) a live container or snapshotted
+    object of the same tree. States are compared through `canon` (types, maxlen,
+    default factory, zero counts).
     """
     import importlib
 
@@ -510,7 +640,7 @@ def test_twins_agree_on_random_edit_scripts(state: dict[Any, Any], data: st.Data
     journals = [mod.Journal("srv") for mod in mods]
     roots = [j.adopt_root(copy.deepcopy(state)) for j in journals]
     committed = [mod.detach(root) for mod, root in zip(mods, roots)]
-    assert committed[0] == committed[1] == state
+    assert canon(committed[0]) == canon(committed[1]) == canon(state)
     before: list[list[int]] = []
     for _ in range(data.draw(st.integers(1, 25), label="steps")):
         step = data.draw(st.sampled_from(["edit"] * 6 + ["begin", "begin", "commit", "rollback"]), label="step")
@@ -520,10 +650,10 @@ def test_twins_agree_on_random_edit_scripts(state: dict[Any, Any], data: st.Data
             pools = [targets(root, []) for root in roots]
             assert len(pools[0]) == len(pools[1])
             kind = type(pools[0][index % len(pools[0])])
-            if kind is Acct and not active:
-                continue  # fields are not guarded: a change outside would go unrecorded
-            if kind is Acct:
-                op = data.draw(st.sampled_from(FIELD_OPS), label="op")
+            if kind in OBJECT_OPS and not active:
+                continue  # snapshotted objects are not guarded: a change outside would go unrecorded
+            if kind in OBJECT_OPS:
+                op = data.draw(st.sampled_from(OBJECT_OPS[kind]), label="op")
                 arg = data.draw(RICH, label="value")
             else:
                 names = DICT_OPS if issubclass(kind, dict) else LIST_OPS if issubclass(kind, list) else SET_OPS
@@ -533,14 +663,15 @@ def test_twins_agree_on_random_edit_scripts(state: dict[Any, Any], data: st.Data
             n = data.draw(st.integers(-3, 3), label="n")
             results = []
             for mod, pool in zip(mods, pools):
-                # aliases of live containers of the tree, into tracked targets only (a
-                # plain container a field got in this transaction stores by reference)
+                # aliases of live containers and snapshotted objects of the tree, into
+                # tracked targets only (a snapshotted object that gets one of its
+                # ancestors would make a cycle)
                 target = pool[index % len(pool)]
-                containers_only = [c for c in pool if type(c) is not Acct] if mod.is_tracked(target) else [None]
+                aliases = pool if mod.is_tracked(target) else [None]
                 results.append(
-                    outcome(lambda pool=pool, c=containers_only: perform(pool[index % len(pool)], op, key, arg, n, c), mod)
+                    outcome(lambda pool=pool, c=aliases: perform(pool[index % len(pool)], op, key, arg, n, c), mod)
                 )
-            assert results[0] == results[1], op
+            assert canon(results[0]) == canon(results[1]), op
             if not active and op not in ("get", "setdefault") and key not in ("bad-hash", "unhashable"):
                 # refused (reads may pass; a {bad key: v} argument fails before the call)
                 assert results[0][:2] == ("err", "RuntimeError")
@@ -558,10 +689,10 @@ def test_twins_agree_on_random_edit_scripts(state: dict[Any, Any], data: st.Data
             changes = [j.changes() for j in journals]
             assert changes[0] == changes[1]
             diffs = [mod.detach(j.diff()) for mod, j in zip(mods, journals)]
-            assert diffs[0] == diffs[1]
+            assert canon(diffs[0]) == canon(diffs[1])
             new = [mod.detach(root) for mod, root in zip(mods, roots)]
-            assert mods[0].apply(journals[0].diff(), committed[0]) == new[0]
-            assert mods[1].apply(journals[1].diff(), committed[1]) == new[1]
+            assert canon(mods[0].apply(journals[0].diff(), committed[0])) == canon(new[0])
+            assert canon(mods[1].apply(journals[1].diff(), committed[1])) == canon(new[1])
             committed = new
         else:
             for j in journals:
@@ -569,15 +700,19 @@ def test_twins_agree_on_random_edit_scripts(state: dict[Any, Any], data: st.Data
             assert [j.changes() for j in journals] == [[], []]
             after = [sorted(map(id, targets(root, []))) for root in roots]
             assert after == before  # the very same containers and instances, each twin
-            assert [mod.detach(root) for mod, root in zip(mods, roots)] == committed
+            assert [canon(mod.detach(root)) for mod, root in zip(mods, roots)] == [canon(c) for c in committed]
         assert journals[0].active == journals[1].active
         states = [mod.detach(root) for mod, root in zip(mods, roots)]
-        assert states[0] == states[1]
+        assert canon(states[0]) == canon(states[1])
         assert repr(journals[0]) == repr(journals[1])
+        assert len(registry(journals[0])) == len(registry(journals[1]))
+        if not journals[0].active:  # between transactions: exactly the live objects are registered
+            for j, root in zip(journals, roots):
+                assert set(registry(j)) == {id(t) for t in targets(root, []) if type(t) in OBJECT_OPS}
     if journals[0].active:
         for j in journals:
             j.rollback()
-        assert [mod.detach(root) for mod, root in zip(mods, roots)] == committed
+        assert [canon(mod.detach(root)) for mod, root in zip(mods, roots)] == [canon(c) for c in committed]
 
 
 def test_a_field_given_a_container_of_the_tree_stores_a_copy_at_commit(cow: ModuleType) -> None:

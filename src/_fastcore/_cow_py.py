@@ -157,7 +157,7 @@ class Journal:
     def begin(self) -> None:
         """Open a transaction: from now on changes are recorded."""
         if self._changed:
-            self._changed = {}
+            self._changed.clear()  # reused: no allocation per transaction
         self.active = True
         self._settled = False
         if self._objs:
@@ -182,7 +182,7 @@ class Journal:
         if self._fresh:
             self._fresh = []
         if self._undo:
-            self._undo = []
+            self._undo.clear()
             self._seen.clear()
 
     def rollback(self) -> None:

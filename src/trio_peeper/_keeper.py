@@ -49,4 +49,4 @@ class Keeper:
         self.state = _NO_STATE
         self.pdict = None
         if self.journal is not None:
-            self.journal.root = None
+            self.journal.adopt_root(None)  # drops the root and the registry of snapshotted objects

@@ -296,6 +296,16 @@ async def test_a_reply_holding_the_deque_is_a_copy() -> None:
         assert picture(await ref.call("get")) == model("one")
 
 
+async def test_a_server_stopped_for_good_lets_go_of_its_objects() -> None:
+    async with tp.open_dynamic_supervisor() as dsup:
+        ref = await dsup.start_child(tp.child(Keeper, initial()))
+        await ref.call(("add", "one"))
+        journal = ref._keeper.journal
+        assert len(journal._objs) == 4  # the deque, the Counter, the defaultdict, the Quota
+        await ref.stop()
+        assert journal._objs == {} and journal.root is None  # nothing kept alive by the ref
+
+
 # ------------------------------------------------------------------ property
 
 OPS = st.one_of(

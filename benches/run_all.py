@@ -1,6 +1,6 @@
 """Run every bench and print every table (what ``make bench`` calls).
 
-``bench_server.py`` and ``bench_preserve.py`` run under
+``bench_server.py``, ``bench_preserve.py`` and ``bench_snapshot.py`` run under
 ``TRIO_PEEPER_FASTCORE=cython`` (skipped, with a note, when the compiled
 ``_fastcore`` does not import) and ``=python``, each as a subprocess; after
 each, a table compares the two cores row by row (the cython/python ratio of
@@ -13,7 +13,7 @@ one run as variants are. To keep machine drift from favouring one core, a full
 run alternates them in rounds (cython, python, cython, python, ...), each round
 doing a share of the runs, and pools the samples of all rounds per core
 (``--merge``). Memory is deterministic and slow to trace: only
-the first round measures it.
+the first round measures it (in the benches that have a ``memory`` group).
 
 Each subprocess gets this checkout's ``src`` first on ``PYTHONPATH``
 (``--installed`` leaves ``PYTHONPATH`` alone, to bench an installed wheel).
@@ -42,8 +42,11 @@ import _harness as h
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 CORES = ("cython", "python")
-BENCHES = ("bench_server", "bench_preserve")  # each under both cores
-UNTIMED_GROUPS = ("memory",)  # measured in the first round only
+BENCHES = ("bench_server", "bench_preserve", "bench_snapshot")  # each under both cores
+UNTIMED_GROUPS = {  # per bench: groups measured in the first round only
+    "bench_server": ("memory",),
+    "bench_preserve": ("memory",),
+}
 
 
 def child_env(args: argparse.Namespace, **extra: str) -> dict[str, str]:
@@ -190,7 +193,7 @@ def main() -> int:
                     print(flush=True)
                 else:
                     path = out_dir / f"{name}-{core}-round{r + 1}.json"
-                    skip = [f"--skip={g}" for g in UNTIMED_GROUPS] if r else []
+                    skip = [f"--skip={g}" for g in UNTIMED_GROUPS.get(name, ())] if r else []
                     cmd = [sys.executable, bench, *common, *skip, "--quiet", "--json", str(path)]
                     failures += run(cmd, env, f"{name} round {r + 1}/{rounds}, {core}") != 0
                 if path.exists():

@@ -1,5 +1,11 @@
 # The C-level contract other .pyx modules cimport (see _cow.pyx for the layout).
 cimport cython
+from cpython.object cimport PyObject
+
+
+@cython.final
+cdef class _Link:
+    cdef PyObject *journal  # borrowed: the Journal sets it to NULL when it goes
 
 
 @cython.final
@@ -13,6 +19,7 @@ cdef class Journal:
     cdef list _fresh
     cdef unsigned long long _epoch
     cdef bint _settled
+    cdef _Link _link  # what its containers hold: no reference cycle through the journal
     cpdef object adopt_root(self, object value)
     cpdef object adopt(self, object value, tuple anchor, bint exact)
     cpdef void begin(self) except *
@@ -24,20 +31,20 @@ cdef class Journal:
 
 
 cdef class TDict(dict):
-    cdef Journal _j
+    cdef _Link _j
     cdef tuple _anchor
     cdef bint _exact
     cdef unsigned long long _epoch
 
 
 cdef class TList(list):
-    cdef Journal _j
+    cdef _Link _j
     cdef tuple _anchor
     cdef unsigned long long _epoch
 
 
 cdef class TSet(set):
-    cdef Journal _j
+    cdef _Link _j
     cdef tuple _anchor
     cdef unsigned long long _epoch
 

@@ -28,9 +28,17 @@ inside almost every step and may re-enter the journal: no borrowed reference
 outlives a call and the undo list is walked with bounds checks (Cython stores
 a new attribute value before releasing the old one, so a finalizer run by the
 release sees a consistent object). ``no_gc_clear`` on `Journal`: its lists
-and dicts stay valid under a finalizer the cyclic GC runs; cycles through a
-journal are broken by the containers, whose ``_j`` the GC does clear (a
-cleared container refuses changes, as one outside a transaction).
+and dicts stay valid under a finalizer the cyclic GC runs.
+A container does not reference its journal: it holds the journal's `_Link`,
+a small object outside the cyclic GC whose borrowed pointer the journal sets
+to NULL when it is deallocated. So no reference cycle runs through a journal
+(journal -> root -> container -> journal in the twin), and a tracked dict
+holding only atomic keys and values (numbers, strings...) is taken out of the
+cyclic GC when adopted, as CPython does for a plain dict: a full collection
+does not walk a big state. CPython tracks such a dict again as soon as a
+container is stored in it. A container whose journal is gone refuses changes,
+as one outside a transaction (its message names "a server": the twin's
+containers keep their journal alive, so it never says so).
 Deep trees: adoption and `detach` count C recursion like Python frames
 (`RecursionError`, not a crash), and tracked dicts/lists free through the
 trashcan.
@@ -151,6 +159,25 @@ cdef extern from *:
         return -1;
     }
 
+    /* What CPython's own untracking of dicts counts as atomic. */
+    static int _cow_atomic(PyObject *o) {
+        return !PyObject_IS_GC(o) || (PyTuple_CheckExact(o) && !PyObject_GC_IsTracked(o));
+    }
+
+    /* Take a dict out of the cyclic GC if its keys, its values and its anchor's
+       keys are all atomic (CPython's insertdict tracks it again as soon as
+       something trackable is stored in it). */
+    static void _cow_maybe_untrack(PyObject *d, PyObject *anchor) {
+        Py_ssize_t pos = 0, i;
+        PyObject *k, *v;
+        if (!PyObject_GC_IsTracked(d)) return;
+        for (i = 0; i < PyTuple_GET_SIZE(anchor); i++)
+            if (!_cow_atomic(PyTuple_GET_ITEM(anchor, i))) return;
+        while (PyDict_Next(d, &pos, &k, &v))
+            if (!_cow_atomic(k) || !_cow_atomic(v)) return;
+        PyObject_GC_UnTrack(d);
+    }
+
     /* Py_EnterRecursiveCall with the message of a Python frame. */
     static int _cow_enter(void) {
         return Py_EnterRecursiveCall("") ? -1 : 0;
@@ -170,6 +197,7 @@ cdef extern from *:
     int _cow_list_clear(object o) except -1
     int _cow_push(list undo, object a, object b, PyObject *c, object kind) except -1
     int _cow_enter() except -1
+    void _cow_maybe_untrack(object d, object anchor)
     void Py_LeaveRecursiveCall()
     int Py_ReprEnter(object o) except -1
     void Py_ReprLeave(object o)
@@ -223,10 +251,19 @@ cdef object _outside(Journal j):
     )
 
 
-cdef inline Journal _journal(Journal j):
-    if j is None or not j.active:
+cdef inline Journal _journal(_Link link):
+    cdef Journal j
+    if link is None or link.journal == NULL:
+        raise _outside(None)
+    j = <Journal>link.journal
+    if not j.active:
         raise _outside(j)
     return j
+
+
+@cython.final
+cdef class _Link:
+    """A journal's handle for its containers (see the module docstring)."""
 
 
 @cython.final
@@ -241,6 +278,12 @@ cdef class Journal:
         self._objs = {}
         self._fresh = []
         self._epoch = 1  # a new container has epoch 0: never saved yet
+        self._link = _Link.__new__(_Link)
+        self._link.journal = <PyObject*>self
+
+    def __dealloc__(self):
+        if self._link is not None:
+            self._link.journal = NULL  # its containers outlive it: they refuse changes
 
     def __init__(self, owner=None):
         self.owner = owner  # for error messages
@@ -470,17 +513,18 @@ cdef object _adopt(Journal j, object value, tuple anchor, bint exact):
 
 cdef TDict _adopt_dict(Journal j, dict value, tuple anchor, bint exact):
     cdef TDict d = TDict.__new__(TDict)
-    d._j = j
+    d._j = j._link
     d._anchor = anchor
     d._exact = exact
     for k, v in value.items():
         PyDict_SetItem(d, k, _adopt(j, v, _cow_path(anchor, k) if exact else anchor, exact))
+    _cow_maybe_untrack(d, anchor)
     return d
 
 
 cdef TList _adopt_list(Journal j, list value, tuple anchor):
     cdef TList lst = TList.__new__(TList)
-    lst._j = j
+    lst._j = j._link
     lst._anchor = anchor
     for v in value:  # bounds-checked each step, like list's iterator
         PyList_Append(lst, _adopt(j, v, anchor, False))
@@ -489,7 +533,7 @@ cdef TList _adopt_list(Journal j, list value, tuple anchor):
 
 cdef TSet _adopt_set(Journal j, object value, tuple anchor):
     cdef TSet s = TSet.__new__(TSet)
-    s._j = j
+    s._j = j._link
     s._anchor = anchor
     _cow_set_merge(s, value)
     return s
@@ -591,11 +635,11 @@ cdef bint _foreign(Journal j, object value, object anchor) except -1:
     if _scalar(t):
         return False
     if t is TDict:
-        return (<TDict>value)._j is not j or (<TDict>value)._anchor is not anchor
+        return (<TDict>value)._j is not j._link or (<TDict>value)._anchor is not anchor
     if t is TList:
-        return (<TList>value)._j is not j or (<TList>value)._anchor is not anchor
+        return (<TList>value)._j is not j._link or (<TList>value)._anchor is not anchor
     if t is TSet:
-        return (<TSet>value)._j is not j or (<TSet>value)._anchor is not anchor
+        return (<TSet>value)._j is not j._link or (<TSet>value)._anchor is not anchor
     if t is dict or t is list or t is set:
         return True
     if t is tuple:

@@ -38,6 +38,7 @@ import datetime
 import decimal
 import enum
 import fractions
+import itertools
 import operator
 import types
 import uuid
@@ -283,8 +284,14 @@ class _Mapping(Kind):
 
     def readopt(self, obj: Any, saved: tuple[tuple[Any, ...], tuple[Any, ...]] | None, fix: Fix) -> bool:
         keys, values = self.save(obj)
-        if saved is not None and _same(keys, saved[0]) and _same(values, saved[1]):
-            return False
+        if saved is not None and _same(keys, saved[0]):
+            if _same(values, saved[1]):
+                return False
+            # the same keys: only the values that are not the saved ones can need adopting,
+            # found without a Python step per item (a Counter of many keys, one changed)
+            moved = list(itertools.compress(zip(keys, values), map(_is_not, values, saved[1])))
+            if all(type(v) in SCALARS for _, v in moved):
+                return True
         for key, value, stored in zip(keys, values, _fix_all(values, None if saved is None else saved[1], fix)):
             if stored is not value:
                 obj[key] = stored

@@ -835,16 +835,22 @@ def test_deep_trees_raise_recursion_error_and_free_cleanly(cow: ModuleType) -> N
     assert cow.detach(root) == {}
 
 
+class Canary:
+    """A value of a state that records when it is freed."""
+
+    def __init__(self, freed: list[str]) -> None:
+        self.freed = freed
+
+    def __del__(self) -> None:
+        self.freed.append("state")
+
+
 def test_cycles_through_a_journal_are_collected(cow: ModuleType) -> None:
     freed: list[str] = []
 
-    class Canary:
-        def __del__(self) -> None:
-            freed.append("state")
-
     def make() -> None:
         j = cow.Journal("srv")
-        root = j.adopt_root({"canary": Canary(), "l": [1], "s": {1}})
+        root = j.adopt_root({"canary": Canary(freed), "l": [1], "s": {1}})
         j.begin()
         root["me"] = j  # kept by reference: journal -> root -> journal
         root["l"].append(2)
@@ -876,13 +882,9 @@ def test_an_atom_only_dict_is_left_out_of_the_cyclic_gc_by_the_compiled_core(cow
 def test_a_state_and_its_journal_are_freed_with_no_cycle_left_behind(cow: ModuleType) -> None:
     freed: list[str] = []
 
-    class Canary:
-        def __del__(self) -> None:
-            freed.append("state")
-
     def make() -> Any:
         j = cow.Journal("srv")
-        root = j.adopt_root({"canary": Canary(), "n": {1: 2}, "l": [1]})
+        root = j.adopt_root({"canary": Canary(freed), "n": {1: 2}, "l": [1]})
         j.begin()
         root["n"][3] = 4
         j.commit()

@@ -422,8 +422,8 @@ cdef class Journal:
         for item in list(self._objs.values()):
             obj, anchor, k = item
             before = saved.get(PyLong_FromVoidPtr(<void*>obj), _MISSING)
-            if before is _MISSING:  # no transaction saw it: nothing to compare with
-                before = k.save(obj)
+            if before is _MISSING:  # no transaction saw it: nothing changed it
+                continue
             if k.readopt(obj, before, _Fixer(self, anchor)):
                 self._changed[anchor] = None
         return 0
@@ -449,7 +449,7 @@ cdef class Journal:
                     break
         for anchor, keys in suspects.items():
             found = set()
-            node = _lookup(self.root, anchor)
+            node = _lookup(root, anchor)
             if node is not _DELETED:
                 _reachable(node, objs, found)
             for key in keys:
@@ -595,7 +595,10 @@ cdef class _Fixer:
 
 cdef inline int _key(Journal j, TDict d, object key, object path) except -1:
     # may raise (unhashable/hostile key) before anything is recorded
-    old = _cow_dict_get(d, key, _MISSING)
+    return _record_key(j, d, key, _cow_dict_get(d, key, _MISSING), path)
+
+
+cdef inline int _record_key(Journal j, TDict d, object key, object old, object path) except -1:
     _cow_push(j._undo, d, key, <PyObject*>old, _U_KEY)
     j._changed[path] = None
     return 0
@@ -685,8 +688,7 @@ cdef class TDict(dict):
         old = _cow_dict_get(self, key, _MISSING)
         path = _key_path(self, key)
         value = _adopt(j, value, path, self._exact)
-        _cow_push(j._undo, self, key, <PyObject*>old, _U_KEY)
-        j._changed[path] = None
+        _record_key(j, self, key, old, path)
         PyDict_SetItem(self, key, value)
 
     def __delitem__(self, key):

@@ -229,8 +229,8 @@ class Journal:
                 saved.setdefault(id(rec[1]), rec[3])
         for obj, anchor, k in list(self._objs.values()):
             before = saved.get(id(obj), _MISSING)
-            if before is _MISSING:  # no transaction saw it: nothing to compare with
-                before = k.save(obj)
+            if before is _MISSING:  # no transaction saw it: nothing changed it
+                continue
             if k.readopt(obj, before, self._fixer(anchor)):
                 self._changed[anchor] = None
 
@@ -249,7 +249,7 @@ class Journal:
                 suspects.setdefault(anchor, []).append(key)
         for anchor, keys in suspects.items():
             found: set[int] = set()
-            node = _lookup(self.root, anchor)
+            node = _lookup(root, anchor)
             if node is not DELETED:
                 _objects.reachable(node, objs, found)
             for key in keys:
@@ -342,11 +342,6 @@ class TDict(dict):  # type: ignore[type-arg]
         self._j: Journal | None = None
         self._anchor: tuple[Any, ...] = ()
         self._exact = True
-
-    def _child(self, key: Any, value: Any) -> Any:
-        j = self._j
-        assert j is not None
-        return j.adopt(value, self._anchor + (key,) if self._exact else self._anchor, self._exact)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         # the hot write: Journal._key and adopt() inlined (the twin's cost per change)

@@ -11,8 +11,9 @@ __all__ = ["snapshotted"]
 
 ClassT = TypeVar("ClassT", bound=type)
 
-# handled already: immutable, or tracked containers
-_BUILTIN = frozenset({*SCALARS, tuple, dict, list, set, object, type})
+# handled already: immutable values (dict, list, set and the other item types:
+# _objects.ITEM_TYPES)
+_BUILTIN = frozenset({*SCALARS, tuple, object, type})
 
 
 def snapshotted(cls: ClassT) -> ClassT:
